@@ -1,0 +1,5 @@
+import sys
+
+from vau.cli import main
+
+sys.exit(main())

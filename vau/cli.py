@@ -1,0 +1,47 @@
+"""The `vau` command line: a thin dispatcher over ``vau.commands.*``.
+
+New sub-commands (shards, synth, infer, eval, sweep, export) register a module here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from vau.registry import Registry
+
+COMMANDS: Registry[str] = Registry("command")
+COMMANDS.register("train", "vau.commands.train")
+COMMANDS.register("config", "vau.commands.config")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-parser per registered command."""
+    parser = argparse.ArgumentParser(prog="vau", description="vau: video anomaly understanding training platform")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        mod = importlib.import_module(COMMANDS.get(name))
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `vau` console script; returns the exit code."""
+    from vau.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (ConfigError, FileNotFoundError, KeyError, ValueError) as e:
+        # User errors: one line, no traceback.
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"vau {args.command}: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

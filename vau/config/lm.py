@@ -1,0 +1,43 @@
+"""Config of the `lm` family: a causal LM fine-tuned on token sequences.
+
+It is the smallest complete family (used by the platform tests: resume, DDP, DeepSpeed with
+LoRA) and a template for the multimodal families, which add vision/connector sections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vau.config.schema import CausalLMSection, DataConfig, ModelConfig, RunConfig
+
+
+@dataclass
+class LMModelConfig(ModelConfig):
+    """Model section of the `lm` family."""
+
+    llm: CausalLMSection = field(default_factory=CausalLMSection)
+    """The causal LM."""
+
+
+@dataclass
+class TokenDataConfig(DataConfig):
+    """Synthetic token-pattern data: sequences a model can learn (loss falls)."""
+
+    num_train: int = 256
+    """Training sequences per epoch."""
+    num_val: int = 32
+    """Validation sequences."""
+    seq_len: int = 32
+    """Tokens per sequence."""
+    vocab_size: int = 128
+    """Token ids are drawn from [0, vocab_size)."""
+
+
+@dataclass
+class LMRunConfig(RunConfig):
+    """Run config of the `lm` family."""
+
+    model: LMModelConfig = field(default_factory=LMModelConfig)
+    """Causal LM model section."""
+    data: TokenDataConfig = field(default_factory=TokenDataConfig)
+    """Synthetic token data section."""

@@ -1,0 +1,230 @@
+"""Compose one typed, frozen run config from the schema, conf/ files and overrides.
+
+Merge order (later wins): schema defaults -> group files named by the experiment's
+``defaults:`` list (or chosen with ``group=name`` on the command line) -> the experiment file
+-> ``key=value`` overrides. A saved ``config.yaml`` can stand in for the experiment
+(``config_file=``); it is already complete, so no group files are read.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from vau.families import FAMILIES
+
+#: Config groups: ``conf/<group>/<name>.yaml`` is merged under the ``<group>`` key.
+GROUPS = ("model", "data", "optim", "trainer", "ckpt", "logger")
+
+_COMMAND_LINE = "command line"
+
+
+class ConfigError(ValueError):
+    """A config problem, described in one line (key, value, source, expectation)."""
+
+
+def conf_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """Finds the conf/ directory: explicit arg, $VAU_CONF_DIR, ./conf, then the repo's conf/."""
+    candidates = [explicit, os.environ.get("VAU_CONF_DIR"), Path.cwd() / "conf",
+                  Path(__file__).resolve().parents[2] / "conf"]
+    for cand in candidates:
+        if cand and (Path(cand) / "experiment").is_dir():
+            return Path(cand)
+    raise ConfigError("no conf/ directory found: set VAU_CONF_DIR or run from the repository root")
+
+
+def list_experiments(root: Path) -> list[str]:
+    """Names of all experiment files under ``root/experiment`` (with ``/`` for subfolders)."""
+    base = root / "experiment"
+    return sorted(str(p.relative_to(base).with_suffix("")) for p in base.rglob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML ({first})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _group_file(root: Path, group: str, name: str) -> Path:
+    path = root / group / f"{name}.yaml"
+    if not path.is_file():
+        options = sorted(p.stem for p in (root / group).glob("*.yaml"))
+        raise ConfigError(f"{group}={name}: no file {path} (available: {', '.join(options)})")
+    return path
+
+
+def _parse_defaults(defaults: Any, source: Path) -> dict[str, str]:
+    picks: dict[str, str] = {}
+    if not isinstance(defaults, list):
+        raise ConfigError(f"{source}: 'defaults' must be a list of {{group: name}} entries")
+    for entry in defaults:
+        if not (isinstance(entry, dict) and len(entry) == 1):
+            raise ConfigError(f"{source}: bad defaults entry {entry!r}; expected {{group: name}}")
+        ((group, name),) = entry.items()
+        if group not in GROUPS:
+            raise ConfigError(f"{source}: unknown group {group!r} in defaults (groups: {', '.join(GROUPS)})")
+        picks[group] = name
+    return picks
+
+
+def _split_overrides(overrides: Iterable[str]) -> tuple[str | None, dict[str, str], list[str]]:
+    """Separates ``experiment=``, group picks (``trainer=ddp``) and dotted overrides."""
+    experiment, picks, dotlist = None, {}, []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        if key == "experiment":
+            experiment = value
+        elif key in GROUPS and re.fullmatch(r"[\w\-/]+", value):
+            picks[key] = value
+        else:
+            dotlist.append(item)
+    return experiment, picks, dotlist
+
+
+def _format_error(e: OmegaConfBaseException, source: str, schema: DictConfig) -> str:
+    full_key = getattr(e, "full_key", None) or getattr(e, "key", None) or "?"
+    if isinstance(e, ConfigKeyError) or "not in" in str(e).splitlines()[0]:
+        parent, _, leaf = str(full_key).rpartition(".")
+        node = OmegaConf.select(schema, parent) if parent else schema
+        valid = list(node.keys()) if isinstance(node, DictConfig) else []
+        close = difflib.get_close_matches(leaf, valid, n=3, cutoff=0.5)
+        hint = f"; did you mean: {', '.join(close)}" if close else f"; valid keys: {', '.join(valid)}"
+        return f"config error: unknown key '{full_key}' (from {source}){hint}"
+    msg = getattr(e, "msg", None) or str(e).splitlines()[0]
+    msg = msg.splitlines()[0]
+    return f"config error: {full_key}: {msg} (from {source})"
+
+
+def _merge(cfg: DictConfig, node: Any, source: str, schema: DictConfig) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, node)
+    except (ValidationError, ConfigKeyError, OmegaConfBaseException) as e:
+        raise ConfigError(_format_error(e, source, schema)) from None
+
+
+def _family_of(sources: Sequence[Any]) -> str:
+    loose = OmegaConf.merge(*[OmegaConf.create(s) for s in sources]) if sources else OmegaConf.create()
+    family = OmegaConf.select(loose, "model.family", default="lm", throw_on_resolution_failure=False)
+    if family not in FAMILIES:
+        raise ConfigError(f"model.family={family!r}: unknown family (valid: {', '.join(FAMILIES.names())})")
+    return family
+
+
+def compose(
+    overrides: Sequence[str] = (),
+    *,
+    experiment: str | None = None,
+    config_file: str | os.PathLike | None = None,
+    conf_root: str | os.PathLike | None = None,
+) -> DictConfig:
+    """Builds the resolved, read-only run config.
+
+    Args:
+        overrides: ``key=value`` strings; ``experiment=NAME`` picks the experiment file and
+            ``group=NAME`` (e.g. ``trainer=ddp``) picks a group file.
+        experiment: Experiment name (``conf/experiment/<name>.yaml``); an override wins.
+        config_file: A complete saved config (a run's ``config.yaml``) used instead of the
+            experiment and group files.
+        conf_root: conf/ directory; found automatically when omitted.
+
+    Returns:
+        A resolved DictConfig typed by the family's RunConfig, in struct and read-only mode.
+
+    Raises:
+        ConfigError: with a one-line message naming the key, value and source.
+    """
+    cli_experiment, cli_picks, dotlist = _split_overrides(overrides)
+    experiment = cli_experiment or experiment
+    sources: list[tuple[str, dict]] = []
+
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"--config {path}: no such file")
+        sources.append((str(path), _read_yaml(path)))
+        root = None
+        if cli_picks:
+            root = conf_dir(conf_root)
+    else:
+        root = conf_dir(conf_root)
+        picks: dict[str, str] = {}
+        body: dict = {}
+        exp_path = None
+        if experiment:
+            exp_path = root / "experiment" / f"{experiment}.yaml"
+            if not exp_path.is_file():
+                close = difflib.get_close_matches(experiment, list_experiments(root), n=3, cutoff=0.4)
+                hint = f"; did you mean: {', '.join(close)}" if close else ""
+                raise ConfigError(f"experiment={experiment}: no file {exp_path}{hint}")
+            body = _read_yaml(exp_path)
+            picks = _parse_defaults(body.pop("defaults", []), exp_path)
+        picks.update(cli_picks)
+        cli_picks = {}
+        for group in GROUPS:
+            if group in picks and picks[group] is not None:
+                gpath = _group_file(root, group, picks[group])
+                sources.append((str(gpath), {group: _read_yaml(gpath)}))
+        if exp_path is not None:
+            body.setdefault("run", {}).setdefault("experiment", experiment)
+            sources.append((str(exp_path), body))
+
+    for group, name in cli_picks.items():  # group picks on top of a saved config
+        gpath = _group_file(root, group, name)
+        sources.append((f"{group}={name}", {group: _read_yaml(gpath)}))
+
+    try:
+        cli_node = OmegaConf.from_dotlist(dotlist)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"config error: bad override in {dotlist}: {str(e).splitlines()[0]}") from None
+
+    family = _family_of([s for _, s in sources] + [cli_node])
+    schema = OmegaConf.structured(FAMILIES.get(family).config_class())
+    OmegaConf.set_struct(schema, True)
+    cfg = schema
+    for source, node in sources:
+        cfg = _merge(cfg, node, source, schema)
+    cfg = _merge(cfg, cli_node, _COMMAND_LINE, schema)
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", "?")
+        raise ConfigError(f"config error: cannot resolve {key}: {str(e).splitlines()[0]}") from None
+    OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The config as YAML text (resolved)."""
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def to_container(cfg: DictConfig) -> dict:
+    """The config as plain Python containers (safe to store in a checkpoint)."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def save_config(cfg: DictConfig, path: str | os.PathLike) -> Path:
+    """Writes the resolved config atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(to_yaml(cfg))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,245 @@
+"""Typed schema of a vau run: the sections every model family shares.
+
+Families extend :class:`ModelConfig` and :class:`DataConfig` with their own fields and
+declare a :class:`RunConfig` subclass (see ``vau.families``). Each field carries a one-line
+docstring; OmegaConf validates types and, in struct mode, rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+
+@dataclass
+class RunSection:
+    """Identity and location of a run."""
+
+    name: str = "default"
+    """Run name: names the run directory and the wandb run."""
+    dir: str = "${oc.env:VAU_RUNS,runs}/${run.name}"
+    """Run directory: config.yaml, metrics.csv, checkpoints/, export/, wandb/ live here."""
+    seed: int = 0
+    """Global seed for model init, data order and dropout (seed_everything)."""
+    experiment: Optional[str] = None
+    """Experiment file this config was composed from (informational)."""
+
+
+@dataclass
+class ModelConfig:
+    """Base model section; families subclass it."""
+
+    family: str = "lm"
+    """Model family: a key of the ``vau.families`` registry."""
+    trainable: List[str] = field(default_factory=lambda: ["*"])
+    """fnmatch patterns of parameter names to train; all others are frozen."""
+
+
+@dataclass
+class DataConfig:
+    """Base data section; families subclass it."""
+
+    root: str = "${oc.env:VAU_DATA,data}"
+    """Root folder of the data (shards, synthetic data)."""
+    batch_size: int = 2
+    """Samples per device per micro-batch."""
+    val_batch_size: Optional[int] = None
+    """Validation batch size; null = batch_size."""
+    num_workers: int = 0
+    """DataLoader worker processes per device."""
+    shuffle: bool = True
+    """Shuffle training samples (seeded by run.seed + epoch)."""
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule."""
+
+    name: str = "adamw"
+    """Optimizer: a key of ``vau.lit.optim.OPTIMIZERS``."""
+    lr: float = 1e-4
+    """Base learning rate (the LLM's, for multimodal families)."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay."""
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    """Adam betas."""
+    eps: float = 1e-8
+    """Adam epsilon."""
+    lr_mult: Dict[str, float] = field(default_factory=dict)
+    """Parameter-name prefix -> lr multiplier (e.g. vision_tower: 0.2); longest prefix wins."""
+    scheduler: str = "cosine"
+    """Schedule: a key of ``vau.lit.optim.SCHEDULERS`` (constant, cosine, linear)."""
+    warmup_steps: int = 0
+    """Linear warmup steps (takes precedence over warmup_ratio when > 0)."""
+    warmup_ratio: float = 0.0
+    """Warmup as a fraction of total_steps."""
+    total_steps: Optional[int] = None
+    """Steps the schedule spans; null = the trainer's estimate (max_steps or epochs)."""
+
+
+@dataclass
+class DeepSpeedConfig:
+    """DeepSpeed settings handed to Lightning's DeepSpeedStrategy."""
+
+    config: Optional[str] = None
+    """DeepSpeed JSON file; a relative path is looked up under the conf/ directory."""
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings; the strategy comes from a registry."""
+
+    strategy: str = "auto"
+    """Strategy: a key of ``vau.lit.strategies.STRATEGIES`` (auto, ddp, deepspeed)."""
+    accelerator: str = "auto"
+    """cpu, gpu/cuda or auto."""
+    devices: Any = "auto"
+    """Devices per node: an int, a list of indices or 'auto'."""
+    num_nodes: int = 1
+    """Number of nodes."""
+    precision: str = "32-true"
+    """Lightning precision string: 32-true, bf16-mixed, bf16-true, 16-mixed."""
+    accumulate_grad_batches: int = 1
+    """Micro-batches per optimizer step."""
+    gradient_clip_val: Optional[float] = None
+    """Clip gradient norm to this value; null = no clipping."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps; -1 = use max_epochs."""
+    max_epochs: Optional[int] = None
+    """Stop after this many epochs; null = unbounded when max_steps is set."""
+    val_check_interval: Optional[float] = None
+    """Validate every N steps (int-valued) or fraction of an epoch; null = once per epoch."""
+    check_val_every_n_epoch: Optional[int] = 1
+    """Validate every N epochs; null with an int val_check_interval counts steps across epochs."""
+    limit_val_batches: float = 1.0
+    """Fraction (<=1.0) or number of validation batches."""
+    num_sanity_val_steps: int = 0
+    """Validation batches run before training starts."""
+    log_every_n_steps: int = 1
+    """Logging cadence in optimizer steps."""
+    deterministic: bool = False
+    """Ask PyTorch for deterministic algorithms."""
+    ddp_backend: Optional[str] = None
+    """Process-group backend; null = gloo on CPU, nccl on GPU."""
+    progress_bar: str = "auto"
+    """auto (rich on a TTY, none otherwise), rich, tqdm or none."""
+    throughput_window: int = 10
+    """Batches averaged for samples/s and tokens/s."""
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    """DeepSpeed settings (used when strategy=deepspeed)."""
+
+
+@dataclass
+class CheckpointConfig:
+    """Full-state checkpoints (for resume) and exports (for the next stage / eval)."""
+
+    every_n_steps: int = 100
+    """Write a full-state checkpoint every N optimizer steps (and at the last step)."""
+    keep: int = 3
+    """Number of newest step checkpoints kept (last.ckpt is kept in addition)."""
+    save_last: bool = True
+    """Also keep checkpoints/last.ckpt."""
+    export: bool = True
+    """Write <run.dir>/export/ (trainable weights + config) when training ends."""
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases settings."""
+
+    mode: Optional[str] = None
+    """offline, online or disabled; null = $WANDB_MODE, else offline."""
+    project: str = "vau"
+    """wandb project."""
+    entity: Optional[str] = None
+    """wandb entity (team or user)."""
+    group: Optional[str] = None
+    """wandb group (sweeps put all members in one group)."""
+    tags: List[str] = field(default_factory=list)
+    """wandb tags."""
+    name: Optional[str] = None
+    """wandb run name; null = run.name."""
+
+
+@dataclass
+class LoggerConfig:
+    """Loggers: metrics.csv is always written; wandb as configured."""
+
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    """wandb logger settings."""
+
+
+@dataclass
+class RunConfig:
+    """A whole run: one resolved, typed config."""
+
+    run: RunSection = field(default_factory=RunSection)
+    """Run identity and directory."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Model section (family specific)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Data section (family specific)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer and schedule."""
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    """Lightning Trainer settings."""
+    ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Checkpoint and export settings."""
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    """Logger settings."""
+    resume: Optional[str] = None
+    """null = fresh run; auto = newest full-state checkpoint in run.dir if any; or a path."""
+    init_from: Optional[str] = None
+    """Export directory whose weights initialise the model (weights only, not a resume)."""
+
+
+@dataclass
+class LoraSection:
+    """PEFT LoRA adapter settings (shared by every family with an LLM)."""
+
+    enabled: bool = False
+    """Wrap the LLM with a PEFT LoRA adapter."""
+    r: int = 8
+    """LoRA rank."""
+    alpha: int = 16
+    """LoRA alpha (scaling = alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the LoRA branch."""
+    target_modules: List[str] = field(default_factory=lambda: ["all-linear"])
+    """Module names to adapt; ['all-linear'] = every linear layer but the LM head (PEFT)."""
+
+
+@dataclass
+class CausalLMSection:
+    """A Hugging Face causal LM: a local checkpoint or a config to build from scratch."""
+
+    pretrained: Optional[str] = None
+    """Local HF model directory (from_pretrained); null = random init from `arch`."""
+    gguf_file: Optional[str] = None
+    """GGUF file inside `pretrained` to load instead of safetensors."""
+    arch: str = "mistral"
+    """HF model_type used when `pretrained` is null (random init, tests and demos)."""
+    hidden_size: int = 32
+    """Hidden size of a random-init model."""
+    intermediate_size: int = 64
+    """MLP width of a random-init model."""
+    num_hidden_layers: int = 2
+    """Layers of a random-init model."""
+    num_attention_heads: int = 4
+    """Attention heads of a random-init model."""
+    num_key_value_heads: int = 2
+    """KV heads of a random-init model."""
+    vocab_size: int = 128
+    """Vocabulary of a random-init model."""
+    max_position_embeddings: int = 512
+    """Context length of a random-init model."""
+    dtype: str = "float32"
+    """Weights dtype at load (float32, bfloat16, float16)."""
+    trust_remote_code: bool = False
+    """Allow model code from the checkpoint directory (off unless you trust it)."""
+    attn_implementation: Optional[str] = None
+    """HF attention backend (eager, sdpa, flash_attention_2); null = HF default."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward to save memory."""
+    lora: LoraSection = field(default_factory=LoraSection)
+    """LoRA adapter on this LM."""

@@ -1,0 +1,48 @@
+"""The model-family registry: one entry per family, resolved lazily.
+
+A family is three import paths: its typed run config (a ``RunConfig`` subclass with its own
+``model``/``data`` sections), its LightningModule builder and its DataModule builder.
+The config loader only imports the config class, so `vau config show` stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vau.registry import Registry, import_object
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where a family's parts live (``module:attr`` import paths)."""
+
+    config: str
+    """RunConfig subclass with the family's model/data sections."""
+    module: str
+    """Callable(cfg) -> LightningModule."""
+    datamodule: str
+    """Callable(cfg) -> LightningDataModule."""
+
+    def config_class(self) -> type:
+        """Imports and returns the family's RunConfig subclass."""
+        return import_object(self.config)
+
+    def build_module(self, cfg):
+        """Builds the family's LightningModule from a resolved config."""
+        return import_object(self.module)(cfg)
+
+    def build_datamodule(self, cfg):
+        """Builds the family's LightningDataModule from a resolved config."""
+        return import_object(self.datamodule)(cfg)
+
+
+FAMILIES: Registry[Family] = Registry("model family")
+
+FAMILIES.register(
+    "lm",
+    Family(
+        config="vau.config.lm:LMRunConfig",
+        module="vau.lit.lm:LMModule",
+        datamodule="vau.data.tokens:TokenDataModule",
+    ),
+)

@@ -1,0 +1,1 @@
+"""Lightning layer: modules, trainer/strategy factory, callbacks, loggers, checkpoints."""

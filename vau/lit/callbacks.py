@@ -1,0 +1,70 @@
+"""Callbacks: per-step seeding (exact resume), throughput, export at the end of training."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.utilities.throughput import Throughput
+
+
+class StepSeeder(L.Callback):
+    """Reseeds all RNGs before every micro-batch from (seed, rank, step, batch index).
+
+    Dropout masks and any other random draws in a step are then a function of where the
+    run is, not of its history: a run resumed from a checkpoint draws exactly what an
+    uninterrupted run would, on every rank, without storing per-rank RNG states.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        key = f"{self.seed}/{trainer.global_rank}/{trainer.global_step}/{batch_idx}".encode()
+        s = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & (2**63 - 1)
+        torch.manual_seed(s)  # also seeds every CUDA device
+        random.seed(s)
+        np.random.seed(s % 2**32)
+
+
+class ThroughputLogger(L.Callback):
+    """Logs ``train/samples_per_sec`` and ``train/tokens_per_sec`` (all ranks) over a window.
+
+    The windowed arithmetic is Lightning's ``Throughput``; the module tells sizes through
+    ``batch_size(batch)`` and ``num_tokens(batch)``.
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = max(2, window)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._tp = Throughput(world_size=trainer.world_size, window_size=self.window)
+        self._t0 = time.perf_counter()
+        self._batches = self._samples = self._tokens = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._batches += 1
+        self._samples += int(pl_module.batch_size(batch))
+        self._tokens += int(pl_module.num_tokens(batch))
+        self._tp.update(time=time.perf_counter() - self._t0, batches=self._batches,
+                        samples=self._samples, lengths=self._tokens)
+        metrics = self._tp.compute()
+        if "samples_per_sec" in metrics:
+            pl_module.log("train/samples_per_sec", float(metrics["samples_per_sec"]), on_step=True, on_epoch=False)
+            pl_module.log("train/tokens_per_sec", float(metrics["items_per_sec"]), on_step=True, on_epoch=False)
+
+
+class ExportOnEnd(L.Callback):
+    """Writes ``<run.dir>/export`` (trainable weights + config) when ``fit`` finishes."""
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = Path(target)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        pl_module.export(self.target, trainer)

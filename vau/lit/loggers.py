@@ -1,0 +1,140 @@
+"""Loggers: metrics.csv in the run dir (always) and wandb (offline by default)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.utilities import rank_zero_only
+
+from vau.config import to_container
+
+
+class _ResumableWriter(ExperimentWriter):
+    """Appends to an existing metrics.csv instead of deleting it (Lightning's default).
+
+    On the first save after a restart, rows at or past the first new step are dropped:
+    they were logged by the interrupted run after its last checkpoint and are re-done now.
+    """
+
+    def __init__(self, log_dir: str) -> None:
+        self.metrics: list[dict[str, float]] = []
+        self.metrics_keys: list[str] = []
+        self.hparams: dict = {}
+        self._fs = None
+        self.log_dir = log_dir
+        self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
+        os.makedirs(log_dir, exist_ok=True)
+        self._rows: list[dict] | None = None
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.metrics_keys = list(reader.fieldnames or [])
+                self._rows = list(reader)
+
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        self.hparams.update(params)  # the run's config.yaml already records them
+
+    def save(self) -> None:
+        if not self.metrics:
+            return
+        new_keys = set().union(*self.metrics) - set(self.metrics_keys)
+        if self._rows is not None:
+            first_new = min(int(m["step"]) for m in self.metrics)
+            kept = [r for r in self._rows if r.get("step") in (None, "") or int(float(r["step"])) < first_new]
+            self._rows = None
+            self.metrics_keys = sorted(set(self.metrics_keys) | new_keys)
+            self._rewrite(kept + self.metrics)
+        elif new_keys or not os.path.isfile(self.metrics_file_path):
+            old = []
+            if os.path.isfile(self.metrics_file_path):
+                with open(self.metrics_file_path, newline="") as f:
+                    old = list(csv.DictReader(f))
+            self.metrics_keys = sorted(set(self.metrics_keys) | new_keys)
+            self._rewrite(old + self.metrics)
+        else:
+            with open(self.metrics_file_path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self.metrics_keys).writerows(self.metrics)
+        self.metrics = []
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        # Temp file + rename: a crash mid-rewrite never leaves a truncated metrics.csv.
+        fd, tmp = tempfile.mkstemp(dir=self.log_dir, prefix=".metrics.", suffix=".csv.tmp")
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.metrics_file_path)
+
+
+class RunCSVLogger(CSVLogger):
+    """CSVLogger writing ``<run.dir>/metrics.csv`` (``step`` + one column per key), resumable."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        super().__init__(save_dir=str(run_dir), name="", version="")
+
+    @property
+    def log_dir(self) -> str:
+        return str(self.save_dir)
+
+    @property
+    @rank_zero_only
+    def experiment(self) -> _ResumableWriter:
+        if self._experiment is None:
+            self._experiment = _ResumableWriter(self.log_dir)
+        return self._experiment
+
+
+def wandb_mode(cfg: Any) -> str:
+    """offline unless the config or $WANDB_MODE says otherwise."""
+    mode = cfg.logger.wandb.mode or os.environ.get("WANDB_MODE") or "offline"
+    if mode not in ("offline", "online", "disabled"):
+        raise ValueError(f"logger.wandb.mode={mode!r}: expected offline, online or disabled")
+    return mode
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The run's wandb id, created once and kept in ``<run.dir>/wandb/run_id``.
+
+    A resumed run (same run dir) continues the same wandb run.
+    """
+    path = run_dir / "wandb" / "run_id"
+    if path.is_file():
+        return path.read_text().strip()
+    run_id = uuid.uuid4().hex[:12]
+    if rank_zero_only.rank == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(run_id)
+        os.replace(tmp, path)
+    return run_id
+
+
+def build_loggers(cfg: Any, run_dir: Path) -> list:
+    """metrics.csv logger plus, unless disabled, a WandbLogger tied to the run's id."""
+    loggers: list = [RunCSVLogger(run_dir)]
+    mode = wandb_mode(cfg)
+    if mode != "disabled":
+        w = cfg.logger.wandb
+        logger = WandbLogger(
+            name=w.name or cfg.run.name,
+            project=w.project,
+            entity=w.entity,
+            group=w.group,
+            tags=list(w.tags),
+            save_dir=str(run_dir),
+            id=wandb_run_id(run_dir),
+            resume="allow",
+            offline=mode == "offline",
+            mode=mode,
+        )
+        logger.log_hyperparams(to_container(cfg))
+        loggers.append(logger)
+    return loggers

@@ -1,0 +1,89 @@
+"""Trainer factory: one Lightning Trainer from the ``trainer``/``ckpt`` config sections."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.strategies import DeepSpeedStrategy
+
+from vau.lit.callbacks import ExportOnEnd, StepSeeder, ThroughputLogger
+from vau.lit.checkpoint import AtomicCheckpointIO, VauCheckpoint
+from vau.lit.strategies import build_strategy
+
+
+def _progress_bar(kind: str):
+    if kind == "auto":
+        kind = "rich" if sys.stdout.isatty() else "none"
+    if kind == "rich":
+        return RichProgressBar()
+    if kind == "tqdm":
+        return TQDMProgressBar()
+    if kind == "none":
+        return None
+    raise ValueError(f"trainer.progress_bar={kind!r}: expected auto, rich, tqdm or none")
+
+
+def _val_interval(v: float | None) -> float | int | None:
+    # YAML `50` arrives as 50.0 through the float field; Lightning reads ints as steps.
+    if v is not None and v > 1 and float(v).is_integer():
+        return int(v)
+    return v
+
+
+def build_trainer(cfg: Any, run_dir: Path, conf_root: Path, loggers: Sequence, callbacks: Sequence = ()) -> L.Trainer:
+    """Builds the Trainer: strategy, precision, loop limits, checkpoints, logging callbacks.
+
+    Args:
+        cfg: The resolved run config.
+        run_dir: The run directory (checkpoints/ and export/ go under it).
+        conf_root: conf/ directory (DeepSpeed JSON files are looked up there).
+        loggers: Lightning loggers.
+        callbacks: Extra callbacks appended after the standard ones.
+    """
+    t, c = cfg.trainer, cfg.ckpt
+    strategy = build_strategy(cfg, conf_root)
+    cbs: list = [
+        StepSeeder(cfg.run.seed),
+        VauCheckpoint(run_dir / "checkpoints", every_n_steps=c.every_n_steps, keep=c.keep, save_last=c.save_last),
+        LearningRateMonitor(logging_interval="step"),
+        ThroughputLogger(t.throughput_window),
+    ]
+    if c.export:
+        cbs.append(ExportOnEnd(run_dir / "export"))
+    bar = _progress_bar(t.progress_bar)
+    if bar is not None:
+        cbs.append(bar)
+    cbs.extend(callbacks)
+    # DeepSpeed writes its own checkpoint folders; resume=auto only takes complete ones.
+    plugins = [] if isinstance(strategy, DeepSpeedStrategy) else [AtomicCheckpointIO()]
+    max_epochs = t.max_epochs if t.max_epochs is not None else (-1 if t.max_steps > 0 else None)
+    return L.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=strategy,
+        precision=t.precision,
+        max_steps=t.max_steps,
+        max_epochs=max_epochs,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val,
+        val_check_interval=_val_interval(t.val_check_interval),
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        limit_val_batches=_val_interval(t.limit_val_batches),
+        num_sanity_val_steps=t.num_sanity_val_steps,
+        log_every_n_steps=t.log_every_n_steps,
+        deterministic=t.deterministic,
+        callbacks=cbs,
+        logger=list(loggers),
+        default_root_dir=str(run_dir),
+        enable_progress_bar=bar is not None,
+        enable_model_summary=False,
+        # Our samplers split by rank and carry the data position; Lightning's
+        # DistributedSampler swap would lose it.
+        use_distributed_sampler=False,
+        plugins=plugins,
+    )

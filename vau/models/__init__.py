@@ -1,0 +1,1 @@
+"""Pure PyTorch / Hugging Face models. Nothing here imports Lightning, DeepSpeed or WebDataset."""

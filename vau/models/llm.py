@@ -1,0 +1,81 @@
+"""Causal LM loading (local HF directories or random-init configs) and PEFT LoRA wrapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """Maps a config dtype name to a torch dtype, with a clear error for unknown names."""
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise ValueError(f"dtype {name!r}: expected one of {', '.join(_DTYPES)}") from None
+
+
+def build_causal_lm(cfg: Any) -> nn.Module:
+    """Builds a Hugging Face causal LM from a ``CausalLMSection``.
+
+    With ``cfg.pretrained`` set, loads it with ``from_pretrained`` from a *local* directory
+    (offline; ``trust_remote_code`` only if the config says so). Otherwise builds a randomly
+    initialised model of type ``cfg.arch`` from the size fields (tests, demos).
+    LoRA is applied when ``cfg.lora.enabled``.
+
+    Args:
+        cfg: A ``vau.config.schema.CausalLMSection`` (or DictConfig of it).
+
+    Returns:
+        The model (a ``peft.PeftModel`` when LoRA is on).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    dtype = torch_dtype(cfg.dtype)
+    kwargs: dict[str, Any] = {}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    if cfg.pretrained:
+        path = Path(cfg.pretrained)
+        if not path.is_dir():
+            raise FileNotFoundError(f"model.llm.pretrained={path}: not a directory (expected a local HF model dir)")
+        if cfg.gguf_file:
+            kwargs["gguf_file"] = cfg.gguf_file
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=dtype, trust_remote_code=cfg.trust_remote_code, local_files_only=True, **kwargs
+        )
+    else:
+        hf_cfg = AutoConfig.for_model(
+            cfg.arch,
+            hidden_size=cfg.hidden_size,
+            intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_hidden_layers,
+            num_attention_heads=cfg.num_attention_heads,
+            num_key_value_heads=cfg.num_key_value_heads,
+            vocab_size=cfg.vocab_size,
+            max_position_embeddings=cfg.max_position_embeddings,
+            tie_word_embeddings=False,
+        )
+        model = AutoModelForCausalLM.from_config(hf_cfg, dtype=dtype, **kwargs)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if cfg.lora.enabled:
+        model = apply_lora(model, cfg.lora)
+    return model
+
+
+def apply_lora(model: nn.Module, lora: Any) -> nn.Module:
+    """Wraps ``model`` with a PEFT LoRA adapter configured by a ``LoraSection``."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = list(lora.target_modules)
+    target: Any = "all-linear" if targets == ["all-linear"] else targets
+    peft_cfg = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=target, task_type="CAUSAL_LM"
+    )
+    return get_peft_model(model, peft_cfg)
