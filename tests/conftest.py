@@ -1,0 +1,79 @@
+"""Shared fixtures; skips hardware-bound tests only where the hardware is absent, and says so."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Tests never reach a hub or a wandb server.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def _cuda_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def _slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+_GPUS = _cuda_count()
+_SLURM = _slurm_up()
+_REASONS = {
+    "gpu": None if _GPUS >= 1 else "needs a CUDA GPU; this machine has none",
+    "multigpu": None if _GPUS >= 2 else f"needs >= 2 CUDA GPUs; this machine has {_GPUS}",
+    "slurm": None if _SLURM else "needs a running SLURM cluster (sinfo not answering here)",
+}
+
+
+def pytest_report_header(config):
+    skipped = [m for m, why in _REASONS.items() if why]
+    return [f"vau: CUDA GPUs={_GPUS}, SLURM={'up' if _SLURM else 'down'}; "
+            f"markers skipped because the hardware is absent: {', '.join(skipped) or 'none'}"]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker, why in _REASONS.items():
+            if why and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=f"[{marker}] {why}"))
+
+
+def read_losses(metrics_csv: Path, key: str = "train/loss") -> dict[int, float]:
+    """{step: value} of one metric from a run's metrics.csv."""
+    with open(metrics_csv, newline="") as f:
+        return {int(r["step"]): float(r[key]) for r in csv.DictReader(f) if r.get(key)}
+
+
+@pytest.fixture
+def vau_cli(tmp_path):
+    """Runs `python -m vau ...` in a subprocess (needed for multi-process strategies)."""
+
+    def run(*args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+        env = dict(os.environ, VAU_RUNS=str(tmp_path / "runs"), PYTHONUNBUFFERED="1")
+        proc = subprocess.run([sys.executable, "-m", "vau", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"vau {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+        return proc
+
+    return run
