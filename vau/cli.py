@@ -33,7 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vau` console script; returns the exit code."""
     from vau.config import ConfigError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # argparse binds a positional list before an interleaved option (`show --config F k=v`
+    # would reject `k=v`), so leftovers that are key=value overrides are appended here.
+    args, extra = parser.parse_known_args(argv)
+    bad = [x for x in extra if x.startswith("-") or "=" not in x or not hasattr(args, "overrides")]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         return int(args._run(args) or 0)
     except (ConfigError, FileNotFoundError, KeyError, ValueError) as e:

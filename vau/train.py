@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from vau.config import conf_dir, save_config, to_yaml
 from vau.families import FAMILIES
 from vau.lit.checkpoint import find_resume_checkpoint, load_weights
-from vau.lit.loggers import build_loggers
+from vau.lit.loggers import build_loggers, close_loggers
 from vau.lit.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ def train(cfg: Any, conf_root: Optional[Path] = None, callbacks: tuple = ()) -> 
         loaded = load_weights(module.model, cfg.init_from)
         rank_zero_info(f"vau: initialised {len(loaded)} tensors from {cfg.init_from}")
 
-    trainer = build_trainer(cfg, run_dir, conf_root or conf_dir(), build_loggers(cfg, run_dir), callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=ckpt_path is not None or None)
+    loggers = build_loggers(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, conf_root or conf_dir(), loggers, callbacks)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=ckpt_path is not None or None)
+    finally:
+        close_loggers(loggers)
     return run_dir

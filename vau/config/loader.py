@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from vau.families import FAMILIES
+from vau.io import atomic_write_text
 
 #: Config groups: ``conf/<group>/<name>.yaml`` is merged under the ``<group>`` key.
 GROUPS = ("model", "data", "optim", "trainer", "ckpt", "logger")
@@ -103,11 +103,22 @@ def _format_error(e: OmegaConfBaseException, source: str, schema: DictConfig) ->
         node = OmegaConf.select(schema, parent) if parent else schema
         valid = list(node.keys()) if isinstance(node, DictConfig) else []
         close = difflib.get_close_matches(leaf, valid, n=3, cutoff=0.5)
-        hint = f"; did you mean: {', '.join(close)}" if close else f"; valid keys: {', '.join(valid)}"
+        hint = f"; did you mean: {', '.join(close)}" if close else (f"; valid keys: {', '.join(valid)}" if valid else "")
         return f"config error: unknown key '{full_key}' (from {source}){hint}"
     msg = getattr(e, "msg", None) or str(e).splitlines()[0]
     msg = msg.splitlines()[0]
     return f"config error: {full_key}: {msg} (from {source})"
+
+
+def _open_dict_fields(node: DictConfig) -> None:
+    """Lets ``Dict[str, X]`` fields (e.g. optim.lr_mult) take new keys; dataclass nodes stay closed."""
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            if child._metadata.object_type in (None, dict):
+                OmegaConf.set_struct(child, False)
+            else:
+                _open_dict_fields(child)
 
 
 def _merge(cfg: DictConfig, node: Any, source: str, schema: DictConfig) -> DictConfig:
@@ -195,6 +206,7 @@ def compose(
     family = _family_of([s for _, s in sources] + [cli_node])
     schema = OmegaConf.structured(FAMILIES.get(family).config_class())
     OmegaConf.set_struct(schema, True)
+    _open_dict_fields(schema)
     cfg = schema
     for source, node in sources:
         cfg = _merge(cfg, node, source, schema)
@@ -221,10 +233,4 @@ def to_container(cfg: DictConfig) -> dict:
 
 def save_config(cfg: DictConfig, path: str | os.PathLike) -> Path:
     """Writes the resolved config atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(to_yaml(cfg))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, to_yaml(cfg))

@@ -55,9 +55,11 @@ class ThroughputLogger(L.Callback):
         self._tp.update(time=time.perf_counter() - self._t0, batches=self._batches,
                         samples=self._samples, lengths=self._tokens)
         metrics = self._tp.compute()
-        if "samples_per_sec" in metrics:
-            pl_module.log("train/samples_per_sec", float(metrics["samples_per_sec"]), on_step=True, on_epoch=False)
-            pl_module.log("train/tokens_per_sec", float(metrics["items_per_sec"]), on_step=True, on_epoch=False)
+        world = trainer.world_size  # ranks run in lockstep: total = per-device x world size
+        if "device/samples_per_sec" in metrics:
+            sps, tps = metrics["device/samples_per_sec"], metrics["device/items_per_sec"]
+            pl_module.log("train/samples_per_sec", float(sps) * world, on_step=True, on_epoch=False)
+            pl_module.log("train/tokens_per_sec", float(tps) * world, on_step=True, on_epoch=False)
 
 
 class ExportOnEnd(L.Callback):

@@ -9,10 +9,7 @@ Layout under ``<run.dir>``::
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -20,6 +17,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
+
+from vau.io import atomic_dir, atomic_path
 
 _STEP_RE = re.compile(r"step=(\d+)")
 
@@ -32,16 +31,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict, path: Any, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Optional[bool] = True) -> dict:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
@@ -120,26 +111,6 @@ def find_resume_checkpoint(run_dir: str | Path, resume: Optional[str]) -> Option
     return str(newest) if newest else None
 
 
-def _atomic_dir(target: Path, write: Callable[[Path], None]) -> Path:
-    """Fills a temp folder with ``write`` then swaps it in for ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        write(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
 def write_export(target: str | Path, tensors: dict[str, torch.Tensor], config_yaml: str,
                  extra: Optional[Callable[[Path], None]] = None) -> Path:
     """Writes an export folder atomically: ``model.safetensors``, ``config.yaml`` (+ extras).
@@ -151,13 +122,12 @@ def write_export(target: str | Path, tensors: dict[str, torch.Tensor], config_ya
         extra: Writes more files into the folder (e.g. a PEFT adapter, tokenizer).
     """
 
-    def write(tmp: Path) -> None:
+    with atomic_dir(target) as tmp:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, tmp / "model.safetensors")
         (tmp / "config.yaml").write_text(config_yaml)
         if extra is not None:
             extra(tmp)
-
-    return _atomic_dir(Path(target), write)
+    return Path(target)
 
 
 def load_weights(model: torch.nn.Module, source: str | Path, strict: bool = False) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only
 
 from vau.config import to_container
+from vau.io import atomic_path, atomic_write_text
 
 
 class _ResumableWriter(ExperimentWriter):
@@ -65,12 +65,10 @@ class _ResumableWriter(ExperimentWriter):
 
     def _rewrite(self, rows: list[dict]) -> None:
         # Temp file + rename: a crash mid-rewrite never leaves a truncated metrics.csv.
-        fd, tmp = tempfile.mkstemp(dir=self.log_dir, prefix=".metrics.", suffix=".csv.tmp")
-        with os.fdopen(fd, "w", newline="") as f:
+        with atomic_path(self.metrics_file_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.metrics_file_path)
 
 
 class RunCSVLogger(CSVLogger):
@@ -109,11 +107,7 @@ def wandb_run_id(run_dir: Path) -> str:
         return path.read_text().strip()
     run_id = uuid.uuid4().hex[:12]
     if rank_zero_only.rank == 0:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(run_id)
-        os.replace(tmp, path)
+        atomic_write_text(path, run_id)
     return run_id
 
 
@@ -138,3 +132,10 @@ def build_loggers(cfg: Any, run_dir: Path) -> list:
         logger.log_hyperparams(to_container(cfg))
         loggers.append(logger)
     return loggers
+
+
+def close_loggers(loggers: list) -> None:
+    """Finishes the wandb run so a later run in the same process starts its own."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and rank_zero_only.rank == 0 and logger._experiment is not None:
+            logger.experiment.finish()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +33,11 @@ def _val_interval(v: float | None) -> float | int | None:
     if v is not None and v > 1 and float(v).is_integer():
         return int(v)
     return v
+
+
+# The data position lives in the DataModule's checkpoint state (see vau.data.datamodule), not
+# in the DataLoader object that this Lightning warning inspects: the resume is exact.
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
 def build_trainer(cfg: Any, run_dir: Path, conf_root: Path, loggers: Sequence, callbacks: Sequence = ()) -> L.Trainer:
