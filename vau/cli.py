@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         return int(args._run(args) or 0)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError) as e:
+    except (ConfigError, FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
         # User errors: one line, no traceback.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"vau {args.command}: {msg}", file=sys.stderr)

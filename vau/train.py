@@ -41,6 +41,12 @@ def train(cfg: Any, conf_root: Optional[Path] = None, callbacks: tuple = ()) -> 
     """
     run_dir = Path(cfg.run.dir)
     ckpt_path = find_resume_checkpoint(run_dir, cfg.resume)
+    if ckpt_path is None and find_resume_checkpoint(run_dir, "auto") is not None:
+        # A fresh start here would mix its checkpoints and metrics with an earlier run's.
+        raise FileExistsError(
+            f"run.dir={run_dir} already holds checkpoints: pass resume=auto to continue it, "
+            "or choose another run.name / run.dir"
+        )
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_run_config(cfg, run_dir)

@@ -113,3 +113,11 @@ def test_cli_typo_exits_with_one_line(vau_cli):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "max_stepz" in lines[0] and "max_steps" in lines[0]
+
+
+def test_fresh_start_refuses_a_run_dir_with_checkpoints(tiny_run, vau_cli):
+    proc = vau_cli("train", "experiment=tiny/lm", f"run.dir={tiny_run}", "resume=null",
+                   "logger.wandb.mode=disabled", check=False)
+    assert proc.returncode == 2
+    assert "already holds checkpoints" in proc.stderr.strip().splitlines()[-1]
+    assert (tiny_run / "checkpoints" / "last.ckpt").is_file()
