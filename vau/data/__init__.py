@@ -1,0 +1,1 @@
+"""Data: samplers with a resumable position, DataModules, synthetic data."""
