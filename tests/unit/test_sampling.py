@@ -13,7 +13,9 @@ from vau.data import sampling as S
 
 def _pairs(seed: int, count: int = 300, max_frames: int = 200, max_n: int = 300):
     r = np.random.default_rng(seed)
-    return [(int(r.integers(1, max_frames + 1)), int(r.integers(1, max_n + 1))) for _ in range(count)]
+    return [
+        (int(r.integers(1, max_frames + 1)), int(r.integers(1, max_n + 1))) for _ in range(count)
+    ]
 
 
 def _half_up(x: Fraction) -> int:
@@ -127,7 +129,12 @@ def test_by_fps_exact():
 
 
 def test_by_fps_matches_reference():
-    cases = [(n, fps, t) for n in (1, 7, 30, 31, 97, 300) for fps in (10, 24, 25, 30) for t in (1, 2, 3, 4, 8)]
+    cases = [
+        (n, fps, t)
+        for n in (1, 7, 30, 31, 97, 300)
+        for fps in (10, 24, 25, 30)
+        for t in (1, 2, 3, 4, 8)
+    ]
     for num_frames, fps, target in cases:
         got = S.by_fps(num_frames, fps, target)
         assert got == _by_fps_reference(num_frames, fps, target), (num_frames, fps, target)
