@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import itertools
 import json
 import operator
 from collections.abc import Iterator, Sequence
@@ -88,8 +89,8 @@ def _build_index(container: av.container.InputContainer, stream: Any, src: Sourc
                 continue
             pts.append(packet.pts)
             if packet.is_keyframe:
-                # mov/mp4 seeks on dts, which precedes pts when B-frames are reordered; seeking
-                # to min(dts, pts) can only land on this keyframe or an earlier one, never later.
+                # A demuxer that seeks on dts could overshoot past this keyframe when given its pts
+                # (dts < pts under B-frame reordering); min(dts, pts) cannot, so it is the fallback.
                 ts = packet.pts if packet.dts is None else min(packet.pts, packet.dts)
                 key_pts.append((packet.pts, ts))
     except av.FFmpegError as e:
@@ -223,31 +224,56 @@ def decode_frames(src: Source, indices: Sequence[int], *, threads: bool = True) 
         return torch.from_numpy(np.stack([got[i] for i in wanted_list]))
 
 
+def _seek_candidates(index: _Index, key: int) -> Iterator[int]:
+    """Timestamps to try, in order, so that decoding starts at or before keyframe ``key``."""
+    tried: set[int] = set()
+    # Most demuxers (mp4 included, in current FFmpeg) seek on pts, so the keyframe's own pts lands
+    # exactly on it. Demuxers that seek on dts could overshoot to the next keyframe with it;
+    # the keyframe's dts (<= pts) and then earlier keyframes are the fallbacks.
+    for k in range(key, -1, -1):
+        for ts in (index.pts[index.keyframes[k]], index.seek_ts[k]):
+            if ts not in tried:
+                tried.add(ts)
+                yield ts
+
+
 def _decode_seeking(container: Any, stream: Any, index: _Index, wanted: list[int]) -> dict[int, np.ndarray]:
     pts_to_index = {p: i for i, p in enumerate(index.pts)}
+
+    def place(frame: av.VideoFrame) -> int | None:
+        return pts_to_index.get(frame.pts) if frame.pts is not None else None
+
     got: dict[int, np.ndarray] = {}
     frames: Iterator[av.VideoFrame] | None = None
     pos = -1  # frame number of the last decoded frame on the current decode pass
+    floor = -1  # keyframe number this pass was aimed at; seeking to it again gains nothing
     k = 0
     while k < len(wanted):
         target = wanted[k]
         key = index.keyframe_at_or_before(target)
-        key_frame_no = index.keyframes[key] if key >= 0 else 0
-        if frames is None or pos >= target or key_frame_no > pos:
-            seek_ts = index.seek_ts[key] if key >= 0 else index.pts[0]
-            container.seek(seek_ts, stream=stream, backward=True, any_frame=False)
-            frames = iter(container.decode(stream))
+        if frames is None or pos >= target:
+            if key < 0:
+                return got  # no keyframe before the target: only a decode from the start works
+            for ts in _seek_candidates(index, key):
+                container.seek(ts, stream=stream, backward=True, any_frame=False)
+                it = iter(container.decode(stream))
+                head = next(it, None)
+                if head is None:
+                    continue
+                idx = place(head)
+                if idx is not None and idx <= target:
+                    frames = itertools.chain([head], it)
+                    break
+            else:
+                return got  # every seek overshot or could not be placed
             pos = -1
-        first = pos < 0
+            floor = index.keyframes[key]
         for frame in frames:
-            idx = pts_to_index.get(frame.pts) if frame.pts is not None else None
+            idx = place(frame)
             if idx is None:
                 if pos < 0:
                     return got  # cannot place this frame; the sequential fallback will
                 idx = pos + 1
-            if first and idx > target:
-                return got  # the seek overshot the wanted frame
-            first = False
             pos = idx
             if idx == wanted[k]:
                 got[idx] = _rgb(frame)
@@ -256,12 +282,11 @@ def _decode_seeking(container: Any, stream: Any, index: _Index, wanted: list[int
             if k == len(wanted):
                 return got
             nxt = index.keyframe_at_or_before(wanted[k])
-            if nxt >= 0 and index.keyframes[nxt] > pos:
-                break  # a keyframe lies between here and the next wanted frame: seek to it
+            if nxt >= 0 and index.keyframes[nxt] > max(pos, floor):
+                frames = None  # a keyframe lies between here and the next wanted frame: seek to it
+                break
         else:
-            frames = None  # stream ended before the wanted frame showed up
-            if k < len(wanted) and wanted[k] > pos:
-                return got
+            return got  # stream ended before the wanted frame showed up
     return got
 
 
