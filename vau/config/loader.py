@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from vau.families import FAMILIES
 from vau.io import atomic_write_text
@@ -124,7 +124,7 @@ def _open_dict_fields(node: DictConfig) -> None:
 def _merge(cfg: DictConfig, node: Any, source: str, schema: DictConfig) -> DictConfig:
     try:
         return OmegaConf.merge(cfg, node)
-    except (ValidationError, ConfigKeyError, OmegaConfBaseException) as e:
+    except OmegaConfBaseException as e:
         raise ConfigError(_format_error(e, source, schema)) from None
 
 

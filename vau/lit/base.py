@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import lightning as L
-import torch
 from torch import nn
 
 from vau.config import to_container, to_yaml
