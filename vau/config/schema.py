@@ -7,6 +7,7 @@ docstring; OmegaConf validates types and, in struct mode, rejects unknown keys.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -33,6 +34,15 @@ class ModelConfig:
     """Model family: a key of the ``vau.families`` registry."""
     trainable: List[str] = field(default_factory=lambda: ["*"])
     """fnmatch patterns of parameter names to train; all others are frozen."""
+
+
+DATA_ROOT_ENV = "VAU_DATA"
+"""Environment variable that sets the default ``data.root``."""
+
+
+def default_data_root() -> str:
+    """The ``data.root`` a config gets when nothing sets it (``$VAU_DATA`` or ``data``)."""
+    return os.environ.get(DATA_ROOT_ENV, "data")
 
 
 @dataclass
