@@ -46,3 +46,13 @@ FAMILIES.register(
         datamodule="vau.data.tokens:TokenDataModule",
     ),
 )
+# The same LM trained on annotation text read from tar shards: the smallest consumer of the
+# shard pipeline (exact resume of the data position is tested on it).
+FAMILIES.register(
+    "lm_text",
+    Family(
+        config="vau.config.lm:LMTextRunConfig",
+        module="vau.lit.lm:LMModule",
+        datamodule="vau.data.text:TextShardDataModule",
+    ),
+)

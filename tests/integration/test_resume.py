@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import read_losses
@@ -47,6 +49,32 @@ def test_resume_deepspeed_lora_cpu(vau_cli, tmp_path, zero):
     weights = load_file(str(export / "model.safetensors"))
     assert weights and all("lora_" in k for k in weights)
     assert all(t.numel() > 0 for t in weights.values())  # gathered, not ZeRO-3 shards
+
+
+def _caption_shards(root) -> None:
+    """Caption shards where the tiny_lm_text experiment looks, with one broken sample."""
+    from vau.data.manifest import Sample
+    from vau.data.writer import ShardWriter
+
+    colours, shapes = ["red", "green", "blue", "yellow"], ["circle", "square", "triangle"]
+    for kind, n in (("images", 40), ("videos", 24)):
+        for split in ("train", "val"):
+            w = ShardWriter(str(root / "synth" / "shards" / f"{kind}-{split}-%06d.tar"), maxcount=6)
+            for i in range(n if split == "train" else 6):
+                text = f"a {colours[i % 4]} {shapes[i % 3]} {'moves' if kind == 'videos' else 'rests'} {i}"
+                data = b"{broken" if (kind, split, i) == ("images", "train", 7) else json.dumps({"caption": text}).encode()
+                w.write(Sample(f"{kind}{i:03d}", {"json": data}))
+            w.close()
+
+
+@pytest.mark.parametrize("extra", [[], ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                                        "trainer.precision=32-true"]], ids=["single", "ddp2"])
+def test_resume_shard_stream_two_workers(vau_cli, tmp_path, extra):
+    # The data position (each worker's cursor, which worker is due next) is in the checkpoint:
+    # the resumed run reads the batches the uninterrupted one read, not the epoch's first ones.
+    _caption_shards(tmp_path / "data")
+    _compare(vau_cli, tmp_path, ["experiment=tiny/lm_text", f"data.root={tmp_path / 'data'}", "data.num_workers=2",
+                                 "ckpt.every_n_steps=2", "trainer.val_check_interval=null", *extra, *TINY])
 
 
 @pytest.mark.gpu

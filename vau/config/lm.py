@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vau.config.data import ShardDataConfig
 from vau.config.schema import CausalLMSection, DataConfig, ModelConfig, RunConfig
 
 
@@ -41,3 +42,23 @@ class LMRunConfig(RunConfig):
     """Causal LM model section."""
     data: TokenDataConfig = field(default_factory=TokenDataConfig)
     """Synthetic token data section."""
+
+
+@dataclass
+class TextShardDataConfig(ShardDataConfig):
+    """Annotation text from tar shards (e.g. `vau synth` captions) as LM training sequences."""
+
+    text: str = "caption"
+    """Annotation field to train on: a top-level string (caption, scene, query) or list (captions, key_sentences: joined)."""
+    seq_len: int = 64
+    """Tokens per sequence (padded/truncated)."""
+
+
+@dataclass
+class LMTextRunConfig(RunConfig):
+    """Run config of the `lm_text` family: the causal LM trained on shard annotation text."""
+
+    model: LMModelConfig = field(default_factory=LMModelConfig)
+    """Causal LM model section."""
+    data: TextShardDataConfig = field(default_factory=TextShardDataConfig)
+    """Shard text data section."""

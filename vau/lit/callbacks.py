@@ -1,8 +1,9 @@
-"""Callbacks: per-step seeding (exact resume), throughput, export at the end of training."""
+"""Callbacks: per-step seeding (exact resume), throughput, bad-sample counts, export at the end."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.throughput import Throughput
+
+log = logging.getLogger("vau.data")
 
 
 class StepSeeder(L.Callback):
@@ -70,3 +73,36 @@ class ExportOnEnd(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         pl_module.export(self.target, trainer)
+
+
+class BadSampleLogger(L.Callback):
+    """Logs how many bad samples the shard stream skipped (``data/bad_samples``).
+
+    Per epoch (summed over ranks) at epoch end, plus this rank's running count at each logged
+    step, since a resampled epoch can be long. Data modules without the count are ignored.
+    """
+
+    def _count(self, trainer: L.Trainer, train: bool) -> int | None:
+        fn = getattr(trainer.datamodule, "bad_samples", None)
+        return fn(train) if callable(fn) else None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        n = self._count(trainer, True)
+        if n is not None:
+            pl_module.log("data/bad_samples_step", float(n), on_step=True, on_epoch=False)
+
+    def _epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, train: bool) -> None:
+        n = self._count(trainer, train)
+        if n is None or trainer.sanity_checking:
+            return
+        name = "data/bad_samples" if train else "data/val_bad_samples"
+        pl_module.log(name, float(n), on_step=False, on_epoch=True, sync_dist=True, reduce_fx="sum")
+        if n:
+            log.warning("epoch %d: rank %d skipped %d bad %s sample(s)", trainer.current_epoch, trainer.global_rank, n,
+                        "training" if train else "validation")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_end(trainer, pl_module, True)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_end(trainer, pl_module, False)

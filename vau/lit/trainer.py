@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
-from vau.lit.callbacks import ExportOnEnd, StepSeeder, ThroughputLogger
+from vau.lit.callbacks import BadSampleLogger, ExportOnEnd, StepSeeder, ThroughputLogger
 from vau.lit.checkpoint import AtomicCheckpointIO, VauCheckpoint
 from vau.lit.strategies import build_strategy
 
@@ -57,6 +57,7 @@ def build_trainer(cfg: Any, run_dir: Path, conf_root: Path, loggers: Sequence, c
         VauCheckpoint(run_dir / "checkpoints", every_n_steps=c.every_n_steps, keep=c.keep, save_last=c.save_last),
         LearningRateMonitor(logging_interval="step"),
         ThroughputLogger(t.throughput_window),
+        BadSampleLogger(),
     ]
     if c.export:
         cbs.append(ExportOnEnd(run_dir / "export"))

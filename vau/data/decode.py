@@ -1,0 +1,121 @@
+"""Raw shard samples (member bytes) -> tensors: annotation, frames, image, audio, features."""
+
+from __future__ import annotations
+
+import io
+import zlib
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from vau.config.data import DecodeConfig
+from vau.data import sampling
+from vau.data.annotation import parse_annotation
+from vau.data.manifest import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS
+from vau.registry import Registry
+
+FrameSampler = Callable[[int, float, int, np.random.Generator], list[int]]
+FRAME_SAMPLERS: Registry[FrameSampler] = Registry("frame sampler")
+"""name -> f(num_frames, fps, n, rng) -> frame indices."""
+FRAME_SAMPLERS.register("uniform", lambda num, fps, n, rng: sampling.uniform(num, n))
+FRAME_SAMPLERS.register("random_in_segments", lambda num, fps, n, rng: sampling.random_in_segments(num, n, rng))
+
+
+def _member(sample: dict, exts: tuple[str, ...]) -> Optional[tuple[str, bytes]]:
+    for ext in exts:
+        if ext in sample:
+            return ext, sample[ext]
+    return None
+
+
+def sample_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
+    """RNG of one sample's random choices: a function of (seed, epoch, key) only.
+
+    Tying randomness to the sample rather than to a worker's history keeps a resumed run
+    (which replays the stream but not the decoding) identical to an uninterrupted one.
+    """
+    return np.random.default_rng([seed, epoch, zlib.crc32(key.encode())])
+
+
+class SampleDecoder:
+    """Turns a raw sample ``{"__key__", "json": bytes, "mp4": bytes, ...}`` into tensors.
+
+    Output keys: ``key``, ``url``, ``annotation`` (validated dict) and, when present,
+    ``video`` (``float32 [T, 3, S, S]``, or ``uint8 [T, H, W, 3]`` with ``raw``) with
+    ``frame_indices``/``fps``/``num_frames``, ``image`` (a one-frame clip like ``video``),
+    ``audio`` (``float32 [N]``), and ``features`` (name -> tensor).
+
+    Raises ValueError (one line) for anything that makes the sample unusable; the stream
+    counts it as a bad sample.
+    """
+
+    def __init__(self, cfg: DecodeConfig, *, train: bool, seed: int = 0) -> None:
+        from vau.data.video import processor_settings
+
+        self.cfg, self.train, self.seed = cfg, train, seed
+        self.sampler = FRAME_SAMPLERS.get(cfg.train_sampler if train else cfg.eval_sampler)
+        size, self.mean, self.std = processor_settings(cfg.processor)
+        self.size = cfg.size or size
+        self.epoch = 0
+
+    def _pixels(self, frames: torch.Tensor) -> torch.Tensor:
+        from vau.data.video import resize_normalize
+
+        return frames if self.cfg.raw else resize_normalize(frames, self.size, self.mean, self.std)
+
+    def __call__(self, sample: dict) -> dict[str, Any]:
+        key = sample["__key__"]
+        if "json" not in sample:
+            raise ValueError(f"no {key}.json annotation in the sample (members: {sorted(k for k in sample if not k.startswith('__'))})")
+        out: dict[str, Any] = {"key": key, "url": sample.get("__url__"), "annotation": parse_annotation(sample["json"])}
+        video = _member(sample, VIDEO_EXTS)
+        if video is not None and self.cfg.video:
+            from vau.data.video import decode_frames, probe
+
+            num, fps, _ = probe(video[1])
+            idx = self.sampler(num, fps, self.cfg.frames, sample_rng(self.seed, self.epoch, key))
+            out["video"] = self._pixels(decode_frames(video[1], idx))
+            out.update(frame_indices=torch.tensor(idx), fps=fps, num_frames=num)
+        image = _member(sample, IMAGE_EXTS)
+        if image is not None and self.cfg.image:
+            from vau.data.image import load_image
+
+            out["image"] = self._pixels(load_image(image[1])[None])
+        if self.cfg.audio_rate:
+            from vau.data.audio import decode_audio
+
+            src = _member(sample, AUDIO_EXTS) or video
+            if src is None:
+                raise ValueError(f"{key}: decode.audio_rate is set but the sample has no audio or video member")
+            out["audio"] = decode_audio(src[1], self.cfg.audio_rate)
+        if self.cfg.features:
+            out["features"] = {}
+            for name in self.cfg.features:
+                data = sample.get(f"{name}.npy")
+                if data is None:
+                    raise ValueError(f"{key}: missing feature member {key}.{name}.npy")
+                try:
+                    arr = np.load(io.BytesIO(data), allow_pickle=False)
+                except (ValueError, OSError, EOFError) as e:
+                    raise ValueError(f"{key}.{name}.npy: not a plain .npy array ({e})") from e
+                out["features"][name] = torch.from_numpy(arr)
+        return out
+
+
+def collate(samples: list[dict]) -> dict[str, Any]:
+    """Batches decoded samples: equal-shape tensors are stacked, everything else listed.
+
+    Feature dicts are collated per name. Variable-length tensors (e.g. audio) stay lists;
+    families that need padding pass their own collate function.
+    """
+    out: dict[str, Any] = {}
+    for k in samples[0]:
+        vals = [s.get(k) for s in samples]
+        if isinstance(vals[0], dict) and all(isinstance(v, dict) for v in vals):
+            out[k] = collate(vals) if k == "features" else vals
+        elif all(isinstance(v, torch.Tensor) for v in vals) and len({v.shape for v in vals}) == 1:
+            out[k] = torch.stack(vals)
+        else:
+            out[k] = vals
+    return out

@@ -1,0 +1,107 @@
+"""`vau shards inspect`: what a shard set holds and whether it decodes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from vau.config.data import DecodeConfig
+from vau.data.annotation import KINDS, parse_annotation
+from vau.data.decode import SampleDecoder
+from vau.data.shardlist import expand_shards, shard_sizes
+from vau.data.tario import BadSample, iter_shard
+
+
+@dataclass
+class ShardReport:
+    """Summary of a shard set."""
+
+    shards: int = 0
+    """Shard files."""
+    samples: int = 0
+    """Samples read whole with a valid annotation."""
+    bad: int = 0
+    """Bad samples (truncated tar, missing/invalid annotation, failed decode check)."""
+    members: dict[str, int] = field(default_factory=dict)
+    """Member extension -> samples having it (mp4, json, clip.npy, ...)."""
+    kinds: dict[str, int] = field(default_factory=dict)
+    """Annotation section -> samples having it."""
+    decoded: int = 0
+    """Samples that passed the full decode check."""
+    sizes_json: Optional[int] = None
+    """Sample count recorded in sizes.json (None if absent)."""
+    errors: list[str] = field(default_factory=list)
+    """First few bad-sample messages."""
+    examples: list[dict] = field(default_factory=list)
+    """Shapes of the first decoded samples."""
+
+    def as_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def _shape(v: object) -> object:
+    return list(v.shape) if hasattr(v, "shape") else v
+
+
+def inspect_shards(spec: str, decode: int = 3, max_errors: int = 10) -> ShardReport:
+    """Reads every sample of a shard set; fully decodes the first ``decode`` of them.
+
+    Args:
+        spec: Shard spec (brace pattern, glob, folder).
+        decode: Samples to run through the full decoder (video frames, image, features).
+        max_errors: Bad-sample messages kept in the report.
+    """
+    urls = expand_shards(spec)
+    report = ShardReport(shards=len(urls))
+    sizes = shard_sizes(urls)
+    report.sizes_json = sum(sizes) if sizes is not None else None
+    decoder = SampleDecoder(DecodeConfig(raw=True, frames=4), train=False)
+    members: Counter = Counter()
+    kinds: Counter = Counter()
+
+    def bad(key: str, url: str, reason: str) -> None:
+        report.bad += 1
+        if len(report.errors) < max_errors:
+            report.errors.append(f"{url}: {key}: {reason}")
+
+    for url in urls:
+        for item in iter_shard(url):
+            if isinstance(item, BadSample):
+                bad(item.key, item.url, item.reason)
+                continue
+            key = item["__key__"]
+            try:
+                if "json" not in item:
+                    raise ValueError("no .json annotation member")
+                ann = parse_annotation(item["json"])
+                if report.decoded < decode:
+                    out = decoder(item)
+                    report.decoded += 1
+                    report.examples.append({"key": key, **{k: _shape(v) for k, v in out.items()
+                                                           if k in ("video", "image", "fps", "num_frames")}})
+            except Exception as e:  # noqa: BLE001 - the report lists every kind of failure
+                bad(key, url, f"{type(e).__name__}: {' '.join(str(e).split())}")
+                continue
+            report.samples += 1
+            members.update(k for k in item if not k.startswith("__"))
+            kinds.update(k for k in KINDS if k in ann)
+    report.members, report.kinds = dict(sorted(members.items())), dict(sorted(kinds.items()))
+    return report
+
+
+def format_report(spec: str, r: ShardReport) -> str:
+    """Human-readable report."""
+    lines = [
+        f"shards:   {r.shards} ({spec})",
+        f"samples:  {r.samples} good, {r.bad} bad" + (f" (sizes.json says {r.sizes_json})" if r.sizes_json is not None else ""),
+        "members:  " + (", ".join(f"{k}: {v}" for k, v in r.members.items()) or "-"),
+        "kinds:    " + (", ".join(f"{k}: {v}" for k, v in r.kinds.items()) or "-"),
+        f"decoded:  {r.decoded} sample(s) decoded in full",
+    ]
+    lines += [f"  {e}" for e in r.examples]
+    if r.errors:
+        lines.append("bad samples:" + (f" (first {len(r.errors)})" if r.bad > len(r.errors) else ""))
+        lines += [f"  {e}" for e in r.errors]
+    return "\n".join(lines)
