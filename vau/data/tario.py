@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tarfile
 from dataclasses import dataclass
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Optional, Union
 
 
 @dataclass(frozen=True)
@@ -37,16 +37,24 @@ def split_name(name: str) -> tuple[str, str]:
     return (f"{head}/{key}" if head else key), ext.lower()
 
 
-def _trailing_garbage(f: Any, offset: int) -> bool:
-    """True if non-zero bytes follow the last member (a tar cut inside a header)."""
+def _cut_header_key(f: Any, offset: int) -> Optional[str]:
+    """Key of the member whose header starts at ``offset`` but is cut short, if readable.
+
+    Returns ``""`` when only zero padding follows (a clean end), the key when the header's
+    name field survived, else None (unknown).
+    """
     try:
         f.seek(offset)
     except (OSError, ValueError):
-        return False
-    # A well-formed end is zero blocks (end marker + record padding, < 10 KiB); anything else
-    # means a member header was cut off and tarfile stopped without an error.
+        return None
+    # A well-formed end is zero blocks (end marker + record padding, < 10 KiB).
     rest = f.read(1 << 16)
-    return bool(rest.strip(b"\0"))
+    if not rest.strip(b"\0"):
+        return ""
+    name, nul, _ = rest[:100].partition(b"\0")
+    if (not nul and len(rest) < 100) or name.startswith(b"././@"):  # cut name, or a PAX/GNU extension header
+        return None
+    return split_name(name.decode("utf-8", "replace"))[0]
 
 
 def iter_shard(url: Union[str, os.PathLike]) -> Iterator[Union[dict, BadSample]]:
@@ -72,11 +80,17 @@ def iter_shard(url: Union[str, os.PathLike]) -> Iterator[Union[dict, BadSample]]
         yield BadSample(url, "?", f"cannot open shard: {e.strerror or e}")
         return
     current: dict = {}
-    last_offset = 0
+    offset = 0  # end of the last member read whole
     with f:
         try:
             with tarfile.open(fileobj=f, mode="r|") as tar:
-                for info in tar:
+                while True:
+                    try:
+                        info = tar.next()
+                    except (tarfile.TarError, EOFError, OSError):
+                        info = None
+                    if info is None:
+                        break
                     if not info.isreg():
                         continue
                     key, ext = split_name(info.name)
@@ -90,13 +104,19 @@ def iter_shard(url: Union[str, os.PathLike]) -> Iterator[Union[dict, BadSample]]
                     current[ext] = tar.extractfile(info).read()
                     # extractfile/read keep every TarInfo otherwise: memory grows with the shard.
                     tar.members = []
-                    last_offset = tar.offset
+                    offset = tar.offset
         except (tarfile.TarError, EOFError, OSError) as e:
+            # Cut (or corrupt) inside a member's data: that member's sample is the lost one.
             yield BadSample(url, current.get("__key__", "?"), f"corrupt or truncated tar: {' '.join(str(e).split())}")
             return
-        if _trailing_garbage(f, last_offset):
-            # tarfile stops silently at a header cut short; the sample in progress may have
-            # lost members, so it is reported rather than passed on incomplete.
-            yield BadSample(url, current.get("__key__", "?"), f"truncated tar: member header cut at byte {last_offset}")
-        elif current:
+        # tarfile ends quietly or with an error at a header cut short; which sample it
+        # belonged to decides whether the sample in progress is whole.
+        cut = _cut_header_key(f, offset)
+        if cut == "":
+            if current:
+                yield current
+        elif cut is not None and current and cut != current["__key__"]:
             yield current
+            yield BadSample(url, cut, f"truncated tar: header of a {cut} member cut at byte {offset}")
+        else:
+            yield BadSample(url, current.get("__key__", cut or "?"), f"truncated tar: a member header cut at byte {offset}")

@@ -82,8 +82,9 @@ class ShardWriter:
         final.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         self._file = open(self._tmp, "wb")
-        # mtime fixed: the same samples give byte-identical shards (reproducible data sets).
-        self._tar = wds.TarWriter(self._file, encoder=False, mtime=0.0)
+        # mtime fixed: the same samples give byte-identical shards (reproducible data sets);
+        # an int, since a float mtime makes tarfile add a PAX header to every member.
+        self._tar = wds.TarWriter(self._file, encoder=False, mtime=0)
         self._count = self._bytes = 0
 
     def _close_current(self) -> None:
@@ -117,8 +118,11 @@ class ShardWriter:
     def abort(self) -> None:
         """Drops the shard in progress (its temp file); finished shards stay."""
         if self._tar is not None:
-            self._file.close()
-            self._tmp.unlink(missing_ok=True)
+            try:
+                self._tar.close()  # else tarfile's finaliser writes into the closed file later
+            finally:
+                self._file.close()
+                self._tmp.unlink(missing_ok=True)
             self._tar = self._file = self._tmp = None
 
 
