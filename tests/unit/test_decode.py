@@ -282,3 +282,17 @@ def test_decode_frames_sequential_fallback(bikes, monkeypatch) -> None:
     monkeypatch.setattr(video_mod, "_seek_candidates", lambda index, key: iter(()))
     idx = _scattered(full.shape[0], keys)
     assert torch.equal(decode_frames(path, idx), full[idx])
+
+
+def test_resize_matches_pil_bicubic_like_hf_processors() -> None:
+    # HF's CLIP processors resize uint8 PIL images with PIL's bicubic filter: the reference.
+    from PIL import Image
+
+    frames = decode_frames(DATA / "bikes.mp4", [0, 100])
+    out = resize_normalize(frames, 112, [0, 0, 0], [1, 1, 1], crop=False) * 255
+    ref = torch.stack([
+        torch.from_numpy(np.array(Image.fromarray(f.numpy()).resize((out.shape[-1], 112), Image.BICUBIC)))
+        for f in frames
+    ]).permute(0, 3, 1, 2).float()
+    diff = (out - ref).abs()
+    assert diff.max() <= 1.0 + 1e-4 and diff.mean() < 0.05

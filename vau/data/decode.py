@@ -71,11 +71,11 @@ class SampleDecoder:
         out: dict[str, Any] = {"key": key, "url": sample.get("__url__"), "annotation": parse_annotation(sample["json"])}
         video = _member(sample, VIDEO_EXTS)
         if video is not None and self.cfg.video:
-            from vau.data.video import decode_frames, probe
+            from vau.data.video import decode_clip
 
-            num, fps, _ = probe(video[1])
-            idx = self.sampler(num, fps, self.cfg.frames, sample_rng(self.seed, self.epoch, key))
-            out["video"] = self._pixels(decode_frames(video[1], idx))
+            rng = sample_rng(self.seed, self.epoch, key)
+            frames, idx, num, fps = decode_clip(video[1], lambda n, fps: self.sampler(n, fps, self.cfg.frames, rng))
+            out["video"] = self._pixels(frames)
             out.update(frame_indices=torch.tensor(idx), fps=fps, num_frames=num)
         image = _member(sample, IMAGE_EXTS)
         if image is not None and self.cfg.image:
