@@ -15,6 +15,7 @@ from vau.registry import Registry
 COMMANDS: Registry[str] = Registry("command")
 COMMANDS.register("train", "vau.commands.train")
 COMMANDS.register("config", "vau.commands.config")
+COMMANDS.register("synth", "vau.commands.synth")
 COMMANDS.register("shards", "vau.commands.shards")
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
 from vau.data.manifest import Sample, build_sample, iter_manifest
-from vau.io import current_umask, atomic_write_text
+from vau.io import atomic_write_text, current_umask
+from vau.progress import track
 
 SIZES_FILE = "sizes.json"
 REJECTS_SUFFIX = "rejects.jsonl"
@@ -126,14 +127,6 @@ class ShardWriter:
             self._tar = self._file = self._tmp = None
 
 
-def _progress(items: Iterable, total: Optional[int], desc: str, enabled: bool) -> Iterable:
-    if not enabled:
-        return items
-    from rich.progress import track
-
-    return track(items, total=total, description=desc, transient=True)
-
-
 def write_shards(
     manifest: Union[str, Path],
     pattern: str,
@@ -178,15 +171,12 @@ def write_shards(
     out_dir = Path(pattern % 0).parent
     with open(manifest, encoding="utf-8") as f:
         total = sum(1 for line in f if line.strip())
-    if progress is None:
-        progress = sys.stderr.isatty()
-
     summary = WriteSummary()
     rejects: list[dict] = []
     seen: set[str] = set()
     writer = ShardWriter(pattern, maxcount=maxcount, maxsize=maxsize)
     try:
-        for lineno, entry in _progress(iter_manifest(manifest), total, "writing shards", progress):
+        for lineno, entry in track(iter_manifest(manifest), total, "writing shards", progress):
             key = entry.get("key") if isinstance(entry, dict) else None
             try:
                 if isinstance(entry, ValueError):

@@ -1,0 +1,26 @@
+"""Progress bars for command-line tools (rich), shown only when asked or on a terminal."""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterable, Optional, TypeVar
+
+T = TypeVar("T")
+
+
+def track(items: Iterable[T], total: Optional[int], description: str, enabled: Optional[bool] = None) -> Iterable[T]:
+    """Wraps ``items`` in a transient rich progress bar.
+
+    Args:
+        items: What to iterate.
+        total: Number of items (None if unknown).
+        description: Label of the bar.
+        enabled: Show it; None = only when stderr is a terminal (not in logs or CI).
+    """
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return items
+    from rich.progress import track as rich_track
+
+    return rich_track(items, total=total, description=description, transient=True)
