@@ -196,3 +196,20 @@ def test_feature_members_load_without_pickle(tmp_path):
     assert [b["key"] for b in batches] == [["ok"]]
     assert batches[0]["features"]["clip"].tolist() == [[[0, 1, 2], [3, 4, 5]]]
     assert s.bad_samples == 1  # the object array is refused, not unpickled
+
+
+@pytest.mark.parametrize("sampler,extra,want", [
+    ("uniform", {}, lambda n, fps: [((2 * i + 1) * n) // 8 for i in range(4)]),
+    # 4 s at 2 fps = 8 time points, capped to 4 by taking every other one (uniform centres)
+    ("fps", {"sample_fps": 2.0}, lambda n, fps: [round(k * fps / 2.0) for k in (1, 3, 5, 7)]),
+])
+def test_frame_sampler_registry(broken_set, sampler, extra, want):
+    cfg = DecodeConfig(frames=4, size=16, eval_sampler=sampler, **extra)
+    out = SampleDecoder(cfg, train=False)({"__key__": "k", "json": _ann(0), "mp4": VIDEO})
+    n, fps, _ = probe(VIDEO)
+    assert out["frame_indices"].tolist() == want(n, fps)
+
+
+def test_fps_sampler_needs_a_rate():
+    with pytest.raises(ValueError, match="sample_fps"):
+        SampleDecoder(DecodeConfig(eval_sampler="fps"), train=False)

@@ -27,11 +27,13 @@ class DecodeConfig:
     video: bool = True
     """Decode video members into frames (false: keep annotation/features only)."""
     frames: int = 8
-    """Frames per video clip."""
+    """Frames per video clip (at most, for the ``fps`` sampler)."""
     train_sampler: str = "random_in_segments"
     """Frame sampler in training: a key of ``vau.data.decode.FRAME_SAMPLERS``."""
     eval_sampler: str = "uniform"
     """Frame sampler in evaluation (deterministic)."""
+    sample_fps: Optional[float] = None
+    """Rate of the ``fps`` sampler (frames per second of video; at most ``frames`` frames)."""
     size: Optional[int] = None
     """Resize + centre-crop side in pixels; null = the processor's (or CLIP's 224)."""
     processor: Optional[str] = None

@@ -15,12 +15,21 @@ from vau.data.annotation import parse_annotation
 from vau.data.manifest import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS
 from vau.registry import Registry
 
-FrameSampler = Callable[[int, float, int, np.random.Generator], list[int]]
-FRAME_SAMPLERS: Registry[FrameSampler] = Registry("frame sampler")
-"""name -> f(num_frames, fps, n, rng) -> frame indices."""
-FRAME_SAMPLERS.register("uniform", lambda num, fps, n, rng: sampling.uniform(num, n))
-FRAME_SAMPLERS.register("random_in_segments", lambda num, fps, n, rng: sampling.random_in_segments(num, n, rng))
+FrameSampler = Callable[[int, float, np.random.Generator], list[int]]
+FRAME_SAMPLERS: Registry[Callable[[DecodeConfig], FrameSampler]] = Registry("frame sampler")
+"""name -> builder(decode config) -> f(num_frames, fps, rng) -> frame indices."""
+FRAME_SAMPLERS.register("uniform", lambda c: lambda num, fps, rng: sampling.uniform(num, c.frames))
+FRAME_SAMPLERS.register(
+    "random_in_segments", lambda c: lambda num, fps, rng: sampling.random_in_segments(num, c.frames, rng))
 
+
+def _by_fps(c: DecodeConfig) -> FrameSampler:
+    if not c.sample_fps:
+        raise ValueError("decode: the 'fps' frame sampler needs decode.sample_fps > 0")
+    return lambda num, fps, rng: sampling.by_fps(num, fps, c.sample_fps, max_frames=c.frames)
+
+
+FRAME_SAMPLERS.register("fps", _by_fps)
 
 def _member(sample: dict, exts: tuple[str, ...]) -> Optional[tuple[str, bytes]]:
     for ext in exts:
@@ -54,7 +63,7 @@ class SampleDecoder:
         from vau.data.video import processor_settings
 
         self.cfg, self.train, self.seed = cfg, train, seed
-        self.sampler = FRAME_SAMPLERS.get(cfg.train_sampler if train else cfg.eval_sampler)
+        self.sampler = FRAME_SAMPLERS.get(cfg.train_sampler if train else cfg.eval_sampler)(cfg)
         size, self.mean, self.std = processor_settings(cfg.processor)
         self.size = cfg.size or size
         self.epoch = 0
@@ -74,7 +83,7 @@ class SampleDecoder:
             from vau.data.video import decode_clip
 
             rng = sample_rng(self.seed, self.epoch, key)
-            frames, idx, num, fps = decode_clip(video[1], lambda n, fps: self.sampler(n, fps, self.cfg.frames, rng))
+            frames, idx, num, fps = decode_clip(video[1], lambda n, fps: self.sampler(n, fps, rng))
             out["video"] = self._pixels(frames)
             out.update(frame_indices=torch.tensor(idx), fps=fps, num_frames=num)
         image = _member(sample, IMAGE_EXTS)
