@@ -8,31 +8,7 @@ import torch
 
 from vau.data.annotation import parse_annotation
 from vau.data.shard_datamodule import ShardDataModule
-
-
-class ByteTokenizer:
-    """Bytes of UTF-8 text as token ids, for random-init demo models with no tokenizer files.
-
-    Ids ``>= vocab_size`` (non-ASCII bytes for a 128-token model) map to ``?``; id 0 pads.
-    """
-
-    def __init__(self, vocab_size: int) -> None:
-        self.vocab_size = vocab_size
-
-    def __call__(self, text: str) -> list[int]:
-        return [b if 0 < b < self.vocab_size else ord("?") for b in text.encode()]
-
-
-def build_tokenizer(llm: Any) -> Callable[[str], list[int]]:
-    """The LLM's own tokenizer for a pretrained model (local files only), else bytes."""
-    if not llm.pretrained:
-        return ByteTokenizer(llm.vocab_size)
-    from transformers import AutoTokenizer
-
-    kwargs = {"gguf_file": llm.gguf_file} if llm.gguf_file else {}
-    tok = AutoTokenizer.from_pretrained(llm.pretrained, local_files_only=True,
-                                        trust_remote_code=llm.trust_remote_code, **kwargs)
-    return lambda text: tok(text, add_special_tokens=True)["input_ids"]
+from vau.data.tokenizer import build_tokenizer
 
 
 class TextDecoder:
