@@ -17,6 +17,8 @@ COMMANDS.register("train", "vau.commands.train")
 COMMANDS.register("config", "vau.commands.config")
 COMMANDS.register("synth", "vau.commands.synth")
 COMMANDS.register("shards", "vau.commands.shards")
+COMMANDS.register("export", "vau.commands.export")
+COMMANDS.register("demo", "vau.commands.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,3 +56,13 @@ FAMILIES.register(
         datamodule="vau.data.text:TextShardDataModule",
     ),
 )
+# ECVA's AnomShield video LLM; its three curriculum stages are configs
+# (conf/experiment/anomshield/stage{1,2,3}.yaml and the tiny twins).
+FAMILIES.register(
+    "anomshield",
+    Family(
+        config="vau.config.anomshield:AnomShieldRunConfig",
+        module="vau.lit.anomshield:AnomShieldModule",
+        datamodule="vau.data.anomshield:AnomShieldDataModule",
+    ),
+)

@@ -7,6 +7,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 
+BYTE_TOKENIZER_FILE = "byte_tokenizer.json"
+"""Marks a model folder whose tokenizer is :class:`ByteTokenizer`."""
+
+
 class Tokenizer(Protocol):
     """What the data pipeline and generation need from a tokenizer."""
 
@@ -47,7 +51,7 @@ class ByteTokenizer:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "byte_tokenizer.json").write_text(json.dumps({"type": "bytes", "vocab_size": self.vocab_size}) + "\n")
+        (folder / BYTE_TOKENIZER_FILE).write_text(json.dumps({"type": "bytes", "vocab_size": self.vocab_size}) + "\n")
 
 
 class HFTokenizer:
@@ -79,6 +83,9 @@ def build_tokenizer(llm: Any) -> ByteTokenizer | HFTokenizer:
     """The LLM's tokenizer for a pretrained model (``model.llm.pretrained``, local files), else bytes."""
     if not llm.pretrained:
         return ByteTokenizer(llm.vocab_size)
+    byte_file = Path(llm.pretrained) / BYTE_TOKENIZER_FILE
+    if byte_file.is_file():  # a demo model exported by `vau train` (see ByteTokenizer.save)
+        return ByteTokenizer(int(json.loads(byte_file.read_text())["vocab_size"]))
     from transformers import AutoTokenizer
 
     kwargs = {"gguf_file": llm.gguf_file} if llm.gguf_file else {}

@@ -148,7 +148,8 @@ def load_weights(model: torch.nn.Module, source: str | Path, strict: bool = Fals
     path = Path(source)
     file = path / "model.safetensors" if path.is_dir() else path
     if not file.is_file():
-        raise FileNotFoundError(f"init_from={source}: no model.safetensors (expected an export folder)")
+        raise FileNotFoundError(f"init_from={source}: no model.safetensors (expected an export folder: "
+                                "train the run that writes it first, or set init_from=PATH)")
     weights = load_file(str(file))
     own = model.state_dict()
     unexpected = sorted(k for k in weights if k not in own)

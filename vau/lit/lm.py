@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from vau.data.tokenizer import build_tokenizer
 from vau.lit.base import VauModule
 from vau.models.llm import build_causal_lm
 from vau.models.trainable import apply_trainable
@@ -37,3 +38,8 @@ class LMModule(VauModule):
         # loads with PeftModel.from_pretrained and merges with `merge_and_unload`.
         if hasattr(self.model, "peft_config"):
             self.model.save_pretrained(str(folder / "adapter"))
+        elif all(p.requires_grad for p in self.model.parameters()):
+            # A fully trained LM is also written as a plain HF folder (+ its tokenizer), so later
+            # runs can load it as `model.llm.pretrained` (e.g. the tiny AnomShield demo's LLM).
+            self.model.save_pretrained(str(folder / "hf"))
+            build_tokenizer(self.cfg.model.llm).save(folder / "hf")

@@ -1,0 +1,91 @@
+"""Config of the `anomshield` family (ECVA §IV): CLIP-L -> BiMamba connector -> MLP -> Mistral + LoRA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from vau.config.data import ShardDataConfig
+from vau.config.schema import CausalLMSection, ModelConfig, RunConfig
+
+
+@dataclass
+class VisionSection:
+    """The CLIP vision tower."""
+
+    pretrained: Optional[str] = None
+    """Local HF CLIP directory (CLIPVisionModel.from_pretrained); null = random init from the sizes below."""
+    select_layer: int = -2
+    """Hidden layer whose patch tokens are used (CLS dropped); -2 as LLaVA/ECVA."""
+    image_size: int = 224
+    """Input side of a random-init tower (a pretrained one reads its own)."""
+    patch_size: int = 14
+    """Patch side of a random-init tower."""
+    hidden_size: int = 1024
+    """Width of a random-init tower."""
+    intermediate_size: int = 4096
+    """MLP width of a random-init tower."""
+    num_hidden_layers: int = 24
+    """Layers of a random-init tower."""
+    num_attention_heads: int = 16
+    """Heads of a random-init tower."""
+    dtype: str = "float32"
+    """Weights dtype at load."""
+
+
+@dataclass
+class ConnectorSection:
+    """The sequence connector between vision tokens and the projector (ECVA Eqs. 2-10)."""
+
+    name: str = "bimamba"
+    """Variant: a key of ``vau.models.blocks.connector.CONNECTORS`` (bimamba, mamba, mlp)."""
+    depth: int = 1
+    """Number of (Bi)Mamba blocks."""
+    d_state: int = 16
+    """SSM state size N."""
+    d_conv: int = 4
+    """Causal depthwise conv width."""
+    expand: int = 2
+    """Inner width = expand x vision width."""
+    drop_path: float = 0.1
+    """Stochastic-depth rate of the blocks (training only)."""
+
+
+@dataclass
+class AnomShieldModelConfig(ModelConfig):
+    """Model section of the `anomshield` family."""
+
+    vision: VisionSection = field(default_factory=VisionSection)
+    """CLIP vision tower."""
+    connector: ConnectorSection = field(default_factory=ConnectorSection)
+    """Connector over the flattened ``(t h w)`` token sequence."""
+    max_frames: int = 32
+    """Length of the temporal embedding table (frames per clip at most)."""
+    pool: int = 4
+    """AvgPool3d((1, pool, pool)) over each frame's patch grid: 16x16 patches -> 16 tokens."""
+    llm: CausalLMSection = field(default_factory=CausalLMSection)
+    """The language model (+ LoRA)."""
+    template: str = "plain"
+    """Conversation template: plain (stages 1-2) or mistral (stage 3)."""
+
+
+@dataclass
+class AnomShieldDataConfig(ShardDataConfig):
+    """Shards of images/videos with captions or conversations."""
+
+    target: str = "conversations"
+    """What is learned: conversations, caption (short) or long_caption (last of captions)."""
+    caption_prompt: str = "<image>\nDescribe the visual content briefly."
+    """Human prompt paired with caption targets (unused by the plain template)."""
+    max_length: int = 3000
+    """Tokens per example at most (visual tokens included)."""
+
+
+@dataclass
+class AnomShieldRunConfig(RunConfig):
+    """Run config of the `anomshield` family."""
+
+    model: AnomShieldModelConfig = field(default_factory=AnomShieldModelConfig)
+    """AnomShield model section."""
+    data: AnomShieldDataConfig = field(default_factory=AnomShieldDataConfig)
+    """Shard data section."""

@@ -1,0 +1,1 @@
+"""Inference and evaluation runners (generation from exports, metrics files)."""

@@ -1,0 +1,45 @@
+"""`vau export --merge-lora`: a run's export -> a plain HF model directory with LoRA merged in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from vau.io import atomic_dir
+
+
+def merge_lora(source: str | Path, out: str | Path) -> Path:
+    """Merges an export's LoRA adapter into its LLM and writes a standalone model folder.
+
+    The model is rebuilt from the export's resolved config (``config.yaml``) with the run's
+    seed — so a random-init base (tiny demo models) is the same one the run trained on; a
+    pretrained base is read from ``model.llm.pretrained`` — then the exported weights are
+    loaded and PEFT's ``merge_and_unload`` folds the adapter into the base linears.
+
+    Args:
+        source: A run directory (its ``export/`` is used) or an export folder.
+        out: Folder to write: ``llm/`` (HF ``save_pretrained`` + tokenizer), ``visual.safetensors``
+            (the non-LLM trained parts, if any) and ``config.yaml``.
+
+    Raises:
+        FileNotFoundError: No export (``config.yaml`` + ``model.safetensors``) at ``source``.
+        ValueError: The exported model has no LoRA adapter.
+    """
+    from vau.config import to_yaml
+    from vau.data.tokenizer import build_tokenizer
+    from vau.eval.generate import load_export
+
+    cfg, model = load_export(source)
+    llm = getattr(model, "llm", model)
+    if not hasattr(llm, "merge_and_unload"):
+        raise ValueError(f"{source}: the model has no LoRA adapter to merge (model.llm.lora.enabled is false)")
+    merged = llm.merge_and_unload()
+    rest = {n: p.detach().contiguous() for n, p in model.named_parameters() if not n.startswith("llm.")}
+    with atomic_dir(out) as tmp:
+        merged.save_pretrained(str(tmp / "llm"))
+        build_tokenizer(cfg.model.llm).save(tmp / "llm")
+        if rest and llm is not model:
+            save_file(rest, str(tmp / "visual.safetensors"))
+        (tmp / "config.yaml").write_text(to_yaml(cfg))
+    return Path(out)
