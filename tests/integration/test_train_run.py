@@ -33,7 +33,15 @@ def test_run_dir_layout(tiny_run):
     assert ckpts == ["last.ckpt", "step=000006.ckpt", "step=000007.ckpt"], ckpts
     assert not [p for p in (tiny_run / "checkpoints").iterdir() if p.name.startswith(".")]
     export = tiny_run / "export"
-    assert {p.name for p in export.iterdir()} == {"model.safetensors", "config.yaml"}
+    assert {p.name for p in export.iterdir()} == {"model.safetensors", "config.yaml", "hf"}
+    # a fully trained LM is also a plain HF folder, loadable as a later run's model.llm.pretrained
+    from transformers import AutoModelForCausalLM
+
+    from vau.data.tokenizer import ByteTokenizer, build_tokenizer
+
+    hf = AutoModelForCausalLM.from_pretrained(str(export / "hf"))
+    assert hf.config.vocab_size == 128
+    assert isinstance(build_tokenizer(type("LLM", (), {"pretrained": str(export / "hf")})()), ByteTokenizer)
 
 
 def test_checkpoint_holds_config_and_loads_weights_only(tiny_run):

@@ -77,9 +77,13 @@ def test_every_experiment_composes(name):
     # the experiment's own keys (minus defaults) land in the config
     body = yaml.safe_load((REPO_CONF / "experiment" / f"{name}.yaml").read_text())
     body.pop("defaults", None)
-    for key, value in _leaves(body):
-        got = _select(cfg, key)
-        assert _matches(to_container(got) if OmegaConf.is_config(got) else got, value), key
+    # The experiment's values, resolved in the composed config's context (`${data.root}`, `${oc.env:...}`).
+    resolved = OmegaConf.merge(OmegaConf.create(to_container(cfg)), OmegaConf.create(body))
+    for key, _ in _leaves(body):
+        got, want = _select(cfg, key), _select(resolved, key)
+        got = to_container(got) if OmegaConf.is_config(got) else got
+        want = OmegaConf.to_container(want, resolve=True) if OmegaConf.is_config(want) else want
+        assert _matches(got, want), key
     assert isinstance(to_container(cfg), dict)
 
 
