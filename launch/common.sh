@@ -15,6 +15,9 @@ vau_launch() {
   if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then
     . .venv/bin/activate
   fi
+  local site="slurm/env/${VAU_SITE:-default}.sh"
+  [ -f "$site" ] || { echo "vau: no site file $site (set VAU_SITE)" >&2; exit 2; }
+  . "$site"
   local args=("experiment=$experiment")
   if [ -n "${SLURM_JOB_ID:-}" ]; then
     args+=("trainer.num_nodes=${SLURM_JOB_NUM_NODES:-1}" "trainer.devices=${SLURM_NTASKS_PER_NODE:-1}")

@@ -13,6 +13,7 @@ from vau.config import conf_dir, save_config, to_yaml
 from vau.families import FAMILIES
 from vau.lit.checkpoint import find_resume_checkpoint, load_weights
 from vau.lit.loggers import build_loggers, close_loggers
+from vau.lit.preemption import PreemptionHandler, requeue_slurm_job
 from vau.lit.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -66,4 +67,7 @@ def train(cfg: Any, conf_root: Optional[Path] = None, callbacks: tuple = ()) -> 
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=ckpt_path is not None or None)
     finally:
         close_loggers(loggers)
+    preempted = next((c for c in trainer.callbacks if isinstance(c, PreemptionHandler)), None)
+    if preempted is not None and preempted.requeue and trainer.is_global_zero:
+        requeue_slurm_job()  # after the checkpoint and the logger flush: the restart resumes from it
     return run_dir

@@ -9,9 +9,11 @@ from typing import Any, Sequence
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
 from vau.lit.callbacks import BadSampleLogger, ExportOnEnd, StepSeeder, ThroughputLogger
+from vau.lit.preemption import PreemptionHandler
 from vau.lit.checkpoint import AtomicCheckpointIO, VauCheckpoint
 from vau.lit.strategies import build_strategy
 
@@ -58,6 +60,7 @@ def build_trainer(cfg: Any, run_dir: Path, conf_root: Path, loggers: Sequence, c
         LearningRateMonitor(logging_interval="step"),
         ThroughputLogger(t.throughput_window),
         BadSampleLogger(),
+        PreemptionHandler(),
     ]
     if c.export:
         cbs.append(ExportOnEnd(run_dir / "export"))
@@ -66,7 +69,11 @@ def build_trainer(cfg: Any, run_dir: Path, conf_root: Path, loggers: Sequence, c
         cbs.append(bar)
     cbs.extend(callbacks)
     # DeepSpeed writes its own checkpoint folders; resume=auto only takes complete ones.
-    plugins = [] if isinstance(strategy, DeepSpeedStrategy) else [AtomicCheckpointIO()]
+    plugins: list = [] if isinstance(strategy, DeepSpeedStrategy) else [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        # vau's PreemptionHandler stops all ranks at one step and requeues; Lightning's own
+        # requeue (a save from inside the signal handler) is switched off.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     max_epochs = t.max_epochs if t.max_epochs is not None else (-1 if t.max_steps > 0 else None)
     return L.Trainer(
         accelerator=t.accelerator,
