@@ -19,6 +19,7 @@ COMMANDS.register("synth", "vau.commands.synth")
 COMMANDS.register("shards", "vau.commands.shards")
 COMMANDS.register("export", "vau.commands.export")
 COMMANDS.register("demo", "vau.commands.demo")
+COMMANDS.register("sweep", "vau.commands.sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:

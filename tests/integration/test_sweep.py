@@ -1,0 +1,63 @@
+"""`vau sweep`: members from a grid + list, --local runs, re-runs skip finished members; SLURM arrays."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from conftest import REPO, read_losses
+from vau.sweep import load_sweep, members, sbatch_command
+
+TINY = ["trainer.progress_bar=none", "logger.wandb.mode=disabled"]
+
+
+def test_members_names_and_array_command(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("name: abl\nexperiment: tiny/lm\noverrides: [trainer.max_steps=3]\n"
+                 "grid: {optim.lr: [0.1, 0.01], model.llm.hidden_size: [32]}\nmembers: [[optim.name=sgd]]\n")
+    spec = load_sweep(f)
+    ms = members(spec)
+    assert [m.name for m in ms] == ["abl-optim.lr-0.1_llm.hidden_size-32", "abl-optim.lr-0.01_llm.hidden_size-32",
+                                    "abl-optim.name-sgd"]
+    assert ms[0].overrides[:3] == ["trainer.max_steps=3", "optim.lr=0.1", "model.llm.hidden_size=32"]
+    assert "logger.wandb.group=abl" in ms[0].overrides and "resume=auto" in ms[0].overrides
+    assert sbatch_command(spec, tmp_path / "m.txt", [0, 2])[:4] == ["sbatch", "--parsable", "--array=0,2",
+                                                                     "--job-name=abl"]
+    f.write_text("name: abl\nexperiment: tiny/lm\ngridd: {}\n")
+    with pytest.raises(ValueError, match="gridd"):
+        load_sweep(f)
+
+
+def test_ecva_table8_local_then_rerun_starts_nothing(vau_cli, tmp_path):
+    data = tmp_path / "data"
+    vau_cli("synth", "--out", str(data), "--videos", "4", "--images", "4")
+    tiny = ["experiment=tiny/anomshield_stage3", "init_from=null", "model.llm.pretrained=null",
+            "trainer.max_steps=2", f"data.root={data}", *TINY]
+    out = vau_cli("sweep", "conf/sweep/ecva_table8.yaml", "--local", *tiny).stdout
+    assert out.count(" todo ") == 6 and out.count("== sweep ecva_table8 member") == 6
+    runs = sorted((tmp_path / "runs").glob("ecva_table8-*"))
+    assert len(runs) == 6 and all((r / "export" / "model.safetensors").is_file() for r in runs)
+    assert {r.name for r in runs} >= {"ecva_table8-connector.name-mlp_decode.train_sampler-uniform"}
+    again = vau_cli("sweep", "conf/sweep/ecva_table8.yaml", "--local", *tiny).stdout
+    assert "all 6 member(s) finished" in again and "== sweep" not in again
+
+
+@pytest.mark.slurm
+def test_sweep_as_slurm_job_array(vau_cli, tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("name: arr\nexperiment: tiny/lm\noverrides: [trainer.max_steps=3, trainer.progress_bar=none]\n"
+                 "grid: {optim.lr: [0.01, 0.001]}\n"
+                 f"sbatch: [--ntasks-per-node=1, --cpus-per-task=1, --gpus-per-node=0, '--output={tmp_path}/%x-%A_%a.out']\n")
+    out = vau_cli("sweep", str(f)).stdout
+    job = out.strip().splitlines()[-1].split()[3]
+    deadline = time.time() + 600
+    while subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip():
+        assert time.time() < deadline
+        time.sleep(1)
+    for lr in ("0.01", "0.001"):
+        run = tmp_path / "runs" / f"arr-optim.lr-{lr}"
+        assert sorted(read_losses(run / "metrics.csv")) == [0, 1, 2], run
+        assert (run / "export" / "model.safetensors").is_file()
+    assert "all 2 member(s) finished" in vau_cli("sweep", str(f)).stdout
