@@ -43,3 +43,24 @@ def merge_lora(source: str | Path, out: str | Path) -> Path:
             save_file(rest, str(tmp / "visual.safetensors"))
         (tmp / "config.yaml").write_text(to_yaml(cfg))
     return Path(out)
+
+
+def consolidate(checkpoint: str | Path, out: str | Path) -> Path:
+    """Gathers a DeepSpeed ZeRO-2/3 checkpoint folder into one fp32 Lightning checkpoint file.
+
+    Uses Lightning's ``convert_zero_checkpoint_to_fp32_state_dict`` (which reads the
+    per-rank optimizer shards); the file is written under a temp name and renamed.
+
+    Raises:
+        FileNotFoundError: ``checkpoint`` is not a DeepSpeed checkpoint folder (no ``latest``).
+    """
+    from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+
+    from vau.io import atomic_path
+
+    src = Path(checkpoint)
+    if not (src / "latest").is_file():
+        raise FileNotFoundError(f"{checkpoint}: not a complete DeepSpeed checkpoint folder (no 'latest' file)")
+    with atomic_path(out) as tmp:
+        convert_zero_checkpoint_to_fp32_state_dict(str(src), str(tmp))
+    return Path(out)

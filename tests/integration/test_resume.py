@@ -49,6 +49,14 @@ def test_resume_deepspeed_lora_cpu(vau_cli, tmp_path, zero):
     weights = load_file(str(export / "model.safetensors"))
     assert weights and all("lora_" in k for k in weights)
     assert all(t.numel() > 0 for t in weights.values())  # gathered, not ZeRO-3 shards
+    # The sharded ZeRO checkpoint gathers into one fp32 file holding the same trained tensors.
+    import torch
+
+    ckpt = tmp_path / "split" / "checkpoints" / "last.ckpt"
+    vau_cli("export", str(ckpt), "--consolidate", "--out", str(tmp_path / "c.ckpt"))
+    state = torch.load(tmp_path / "c.ckpt", weights_only=True, map_location="cpu")["state_dict"]
+    for k, v in weights.items():
+        assert torch.equal(state[f"model.{k}"].float(), v.float()), k
 
 
 def _caption_shards(root) -> None:

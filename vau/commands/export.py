@@ -1,22 +1,28 @@
-"""`vau export RUN --merge-lora --out DIR`: a merged, standalone HF model from a run's export."""
+"""`vau export`: standalone artefacts from a run — merged LoRA model, or a consolidated ZeRO checkpoint."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "write a standalone model from a run's export (--merge-lora folds the LoRA adapter into the LLM)"
+HELP = ("--merge-lora: a run's export with LoRA folded into a plain HF model; "
+        "--consolidate: a DeepSpeed ZeRO-2/3 checkpoint folder as one fp32 checkpoint file")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="run directory (uses its export/) or an export folder")
-    p.add_argument("--merge-lora", action="store_true", required=True,
-                   help="merge the LoRA adapter into the LLM (the only export kind so far)")
-    p.add_argument("--out", required=True, help="folder to write (replaced atomically)")
+    p.add_argument("source", help="run directory or export folder (--merge-lora); ZeRO checkpoint folder (--consolidate)")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--merge-lora", action="store_true", help="merge the LoRA adapter into the LLM")
+    mode.add_argument("--consolidate", action="store_true", help="gather a sharded ZeRO checkpoint into one fp32 file")
+    p.add_argument("--out", required=True, help="folder (--merge-lora) or file (--consolidate) to write, atomically")
 
 
 def run(args: argparse.Namespace) -> int:
-    from vau.export import merge_lora
+    from vau.export import consolidate, merge_lora
 
-    out = merge_lora(args.source, args.out)
-    print(f"merged model written to {out} (llm/ loads with AutoModelForCausalLM.from_pretrained)")
+    if args.consolidate:
+        out = consolidate(args.source, args.out)
+        print(f"consolidated fp32 checkpoint written to {out} (torch.load(..., weights_only=True))")
+    else:
+        out = merge_lora(args.source, args.out)
+        print(f"merged model written to {out} (llm/ loads with AutoModelForCausalLM.from_pretrained)")
     return 0
