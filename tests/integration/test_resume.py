@@ -95,3 +95,22 @@ def test_resume_deepspeed_zero2_gpu_bf16(vau_cli, tmp_path):
 def test_resume_ddp_two_gpus(vau_cli, tmp_path):
     _compare(vau_cli, tmp_path, ["experiment=tiny/lm", "trainer=ddp", "trainer.devices=2",
                                  "trainer.precision=32-true", *TINY])
+
+
+@pytest.mark.gpu
+def test_checkpoint_tools_on_cuda(vau_cli, tmp_path):
+    # ZeRO-2 on one GPU in bf16: the checkpoint consolidates to the exported LoRA tensors, and the
+    # merged HF model reproduces base + adapter.
+    import torch
+    from safetensors.torch import load_file
+
+    run = tmp_path / "gpu"
+    vau_cli("train", "experiment=tiny/lm_lora", "trainer=deepspeed_zero2", "trainer.devices=1",
+            "trainer.precision=bf16-mixed", "trainer.max_steps=4", f"run.dir={run}", *TINY)
+    vau_cli("export", str(run / "checkpoints" / "last.ckpt"), "--consolidate", "--out", str(tmp_path / "c.ckpt"))
+    state = torch.load(tmp_path / "c.ckpt", weights_only=True, map_location="cpu")["state_dict"]
+    weights = load_file(str(run / "export" / "model.safetensors"))
+    for k, v in weights.items():
+        assert torch.allclose(state[f"model.{k}"].float(), v.float(), atol=1e-2), k
+    vau_cli("export", str(run), "--merge-lora", "--out", str(tmp_path / "merged"))
+    assert (tmp_path / "merged" / "llm" / "config.json").is_file()
