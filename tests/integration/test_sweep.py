@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import REPO, read_losses
+from conftest import read_losses
 from vau.sweep import load_sweep, members, sbatch_command
 
 TINY = ["trainer.progress_bar=none", "logger.wandb.mode=disabled"]

@@ -43,9 +43,6 @@ class ByteTokenizer:
     def encode(self, text: str) -> list[int]:
         return [b if 2 < b < self.vocab_size else ord("?") for b in text.encode()]
 
-    def __call__(self, text: str) -> list[int]:
-        return self.encode(text)
-
     def decode(self, ids: list[int]) -> str:
         return bytes(i for i in ids if 2 < i < 256).decode("utf-8", "replace")
 
@@ -68,9 +65,6 @@ class HFTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
-
-    def __call__(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=True)["input_ids"]
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True)

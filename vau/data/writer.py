@@ -16,7 +16,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Optional, Union
 
 from vau.data.manifest import Sample, build_sample, iter_manifest
 from vau.io import atomic_write_text, current_umask
@@ -169,8 +169,12 @@ def write_shards(
         raise FileExistsError(f"{len(old)} shard(s) already match {pattern!r} (e.g. {old[0]}); pass --overwrite")
     base = Path(root) if root is not None else manifest.parent
     out_dir = Path(pattern % 0).parent
-    with open(manifest, encoding="utf-8") as f:
-        total = sum(1 for line in f if line.strip())
+    if progress is None:
+        progress = sys.stderr.isatty()
+    total = None
+    if progress:  # a second pass over the manifest only to size the bar
+        with open(manifest, encoding="utf-8") as f:
+            total = sum(1 for line in f if line.strip())
     summary = WriteSummary()
     rejects: list[dict] = []
     seen: set[str] = set()

@@ -36,9 +36,6 @@ class AnomShieldModule(VauModule):
         self.log("val/loss", loss, on_epoch=True, sync_dist=True, prog_bar=True, batch_size=self.batch_size(batch))
 
     def export_extra(self, folder: Path) -> None:
-        # The LoRA adapter in PEFT's format (loads with PeftModel.from_pretrained) and the
-        # tokenizer the data pipeline used, so an export is self-contained for inference.
-        llm = self.model.llm
-        if hasattr(llm, "peft_config"):
-            llm.save_pretrained(str(folder / "adapter"))
+        # The tokenizer the data pipeline used, so an export is self-contained for inference.
+        self.save_adapter(self.model.llm, folder)
         build_tokenizer(self.cfg.model.llm).save(folder / "tokenizer")

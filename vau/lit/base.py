@@ -77,5 +77,15 @@ class VauModule(L.LightningModule):
                 return write_export(target, tensors, to_yaml(self.cfg), extra=self.export_extra)
         return None
 
+    @staticmethod
+    def save_adapter(llm: nn.Module, folder: Path) -> bool:
+        """Writes a PEFT model's LoRA adapter to ``folder/adapter`` in PEFT's format; False if not PEFT."""
+        # PEFT's own format (adapter_config.json + adapter_model.safetensors): loads with
+        # PeftModel.from_pretrained and merges with `merge_and_unload`.
+        if not hasattr(llm, "peft_config"):
+            return False
+        llm.save_pretrained(str(folder / "adapter"))
+        return True
+
     def export_extra(self, folder: Path) -> None:
         """Hook: write family-specific files (adapters, tokenizer) into an export folder."""

@@ -34,11 +34,9 @@ class LMModule(VauModule):
         self.log("val/loss", loss, on_epoch=True, sync_dist=True, prog_bar=True, batch_size=self.batch_size(batch))
 
     def export_extra(self, folder: Path) -> None:
-        # PEFT's own format (adapter_config.json + adapter_model.safetensors) so the adapter
-        # loads with PeftModel.from_pretrained and merges with `merge_and_unload`.
-        if hasattr(self.model, "peft_config"):
-            self.model.save_pretrained(str(folder / "adapter"))
-        elif all(p.requires_grad for p in self.model.parameters()):
+        if self.save_adapter(self.model, folder):
+            return
+        if all(p.requires_grad for p in self.model.parameters()):
             # A fully trained LM is also written as a plain HF folder (+ its tokenizer), so later
             # runs can load it as `model.llm.pretrained` (e.g. the tiny AnomShield demo's LLM).
             self.model.save_pretrained(str(folder / "hf"))
