@@ -20,6 +20,8 @@ COMMANDS.register("shards", "vau.commands.shards")
 COMMANDS.register("export", "vau.commands.export")
 COMMANDS.register("demo", "vau.commands.demo")
 COMMANDS.register("sweep", "vau.commands.sweep")
+COMMANDS.register("eval", "vau.commands.eval")
+COMMANDS.register("infer", "vau.commands.infer")
 
 
 def build_parser() -> argparse.ArgumentParser:

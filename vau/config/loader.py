@@ -234,3 +234,73 @@ def to_container(cfg: DictConfig) -> dict:
 def save_config(cfg: DictConfig, path: str | os.PathLike) -> Path:
     """Writes the resolved config atomically (temp file in the same folder, then rename)."""
     return atomic_write_text(path, to_yaml(cfg))
+
+
+def _tool_sources(path: Path, folder: Path, seen: tuple[Path, ...] = ()) -> list[tuple[str, dict]]:
+    """A tool config file and, first, the files its ``defaults:`` list names (same folder)."""
+    if path in seen:
+        raise ConfigError(f"{path}: defaults loop through {' -> '.join(str(p) for p in seen)}")
+    body = _read_yaml(path)
+    defaults = body.pop("defaults", []) or []
+    if not isinstance(defaults, list) or not all(isinstance(d, str) for d in defaults):
+        raise ConfigError(f"{path}: 'defaults' must be a list of file names in {folder}")
+    out: list[tuple[str, dict]] = []
+    for name in defaults:
+        out += _tool_sources(_tool_file(folder, name), folder, (*seen, path))
+    return out + [(str(path), body)]
+
+
+def _tool_file(folder: Path, name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+        raise ConfigError(f"config {name!r}: no file {path} (available: {', '.join(names) or 'none'})")
+    return path
+
+
+def compose_tool(schema_cls: type, group: str, config: str | None, overrides: Sequence[str] = (),
+                 conf_root: str | os.PathLike | None = None) -> DictConfig:
+    """Builds the read-only config of a tool (``vau infer``, ``vau eval``).
+
+    Merge order: ``schema_cls`` defaults -> the files ``config``'s ``defaults:`` list names ->
+    ``config`` -> ``key=value`` overrides.
+
+    Args:
+        schema_cls: The dataclass schema (e.g. ``InferConfig``).
+        group: Folder under conf/ holding the named configs (``infer``, ``eval``).
+        config: A name in ``conf/<group>/`` or a path to a YAML file; None = defaults only.
+        overrides: ``key=value`` strings.
+        conf_root: conf/ directory; found automatically when omitted.
+
+    Raises:
+        ConfigError: with a one-line message naming the key, value and source.
+    """
+    schema = OmegaConf.structured(schema_cls)
+    OmegaConf.set_struct(schema, True)
+    _open_dict_fields(schema)
+    sources: list[tuple[str, dict]] = []
+    if config:
+        folder = conf_dir(conf_root) / group
+        path = _tool_file(folder, config)
+        sources = _tool_sources(path, path.parent)
+    try:
+        cli_node = OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"config error: bad override in {list(overrides)}: {str(e).splitlines()[0]}") from None
+    cfg = schema
+    for source, node in [*sources, (_COMMAND_LINE, cli_node)]:
+        cfg = _merge(cfg, node, source, schema)
+    try:
+        OmegaConf.resolve(cfg)
+        missing = sorted(OmegaConf.missing_keys(cfg))
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", "?")
+        raise ConfigError(f"config error: cannot resolve {key}: {str(e).splitlines()[0]}") from None
+    if missing:
+        raise ConfigError(f"config error: {', '.join(missing)} must be set (e.g. {missing[0]}=...)")
+    OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg

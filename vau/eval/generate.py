@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
-from vau.constants import VISUAL_TOKEN
 
 
 def load_export(source: str | Path) -> tuple[Any, torch.nn.Module]:
@@ -44,17 +43,50 @@ def qa_pairs(annotation: dict) -> list[tuple[str, str]]:
     return [(conv[i]["value"], conv[i + 1]["value"]) for i in range(0, len(conv) - 1, 2)]
 
 
+def generate_batch(model: torch.nn.Module, template: str, tok: Any, questions: Sequence[str],
+                   pixel_values: torch.Tensor, generation: Mapping[str, Any] | None = None) -> list[str]:
+    """Answers of ``model`` to ``questions[i]`` about clip ``pixel_values[i]`` (``[B, T, 3, S, S]``).
+
+    Prompts are left-padded so every sequence ends where generation starts; the attention
+    mask hides the padding (HF derives position ids from it).
+
+    Args:
+        model: An AnomShield model (``tokens_per_frame``, ``generate``).
+        template: Conversation template name (``cfg.model.template``).
+        tok: The model's tokenizer.
+        questions: One question per clip (a ``<video>`` placeholder is added when missing).
+        pixel_values: Frames, one clip per question.
+        generation: ``generate`` keyword arguments (max_new_tokens, do_sample, ...); greedy by default.
+    """
+    from vau.data.conversation import generation_prompt
+
+    if len(questions) != pixel_values.shape[0]:
+        raise ValueError(f"{len(questions)} questions for {pixel_values.shape[0]} clips")
+    n_visual = model.tokens_per_frame * pixel_values.shape[1]
+    prompts = [generation_prompt(template, q, tok, n_visual) for q in questions]
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), tok.pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(p), 1
+    kwargs = {"max_new_tokens": 48, "do_sample": False, **dict(generation or {})}
+    if not kwargs["do_sample"]:  # HF warns about sampling-only settings under greedy/beam decoding
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("temperature", "top_p")}
+    device = next(model.parameters()).device
+    out = model.generate(ids.to(device), mask.to(device), pixel_values.to(device, model.temporal_embed.dtype),
+                         eos_token_id=tok.eos_id, pad_token_id=tok.pad_id, **kwargs)
+    return [tok.decode(_until_eos(row.tolist(), tok.eos_id)).strip() for row in out]
+
+
+def _until_eos(ids: list[int], eos: int) -> list[int]:
+    return ids[:ids.index(eos)] if eos in ids else ids
+
+
 def answer(model: torch.nn.Module, cfg: Any, tok: Any, pixel_values: torch.Tensor, question: str,
            max_new_tokens: int = 48) -> str:
     """Greedy answer of ``model`` to ``question`` about one clip ``[T, 3, S, S]``."""
-    from vau.data.conversation import generation_prompt
-
-    n_visual = model.tokens_per_frame * pixel_values.shape[0]
-    ids = torch.tensor([generation_prompt(cfg.model.template, question, tok, n_visual)])
-    assert int((ids == VISUAL_TOKEN).sum()) == n_visual
-    out = model.generate(ids, torch.ones_like(ids), pixel_values[None], max_new_tokens=max_new_tokens,
-                         do_sample=False, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)
-    return tok.decode(out[0].tolist()).strip()
+    return generate_batch(model, cfg.model.template, tok, [question], pixel_values[None],
+                          {"max_new_tokens": max_new_tokens})[0]
 
 
 def answers_for_shards(source: str | Path, shards: str, limit: int = 3, questions: int = 2) -> Iterator[dict]:

@@ -1,0 +1,252 @@
+"""`vau eval`: per-task metrics against independent computations, outputs, wandb, cached AnomEval."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from judge_server import JudgeServer
+
+from vau.config import compose_tool
+from vau.config.eval import EvalConfig
+from vau.eval.evaluate import (
+    evaluate,
+    load_predictions,
+    markdown_table,
+    model_names,
+    rouge2,
+)
+from vau.metrics import caption_scores
+
+
+def _row(id: str, task: str, answer: str, reference: str | None = None, **extra) -> dict:
+    video = id.split("#")[0]
+    return {"id": id, "video": video, "task": task, "prompt": f"{task} question about {video}?", "answer": answer,
+            "reference": reference, "sampling": "uniform", "segments": None, **extra}
+
+
+MODEL_A = [
+    _row("v1#0", "description", "a man breaks a window with a rock", "a man breaks a shop window with a rock",
+         key_sentences=["a man", "breaks a shop window"], answer_no_anomaly="a man walks past a shop",
+         sampling="hard_prompt", segments=[[0, 2], [4, 6]]),
+    _row("v2#0", "description", "two cars crash at a crossing", "two cars collide at a crossing and one car flips",
+         answer_no_anomaly="cars wait at a crossing", sampling="hard_prompt", segments=[[1, 3]]),
+    _row("v3#0", "description", "a dog runs", None),  # no reference: skipped with a note
+    _row("v1#1", "cause", "he wanted to steal goods", "the man wants to steal goods from the shop",
+         answer_no_anomaly="he is shopping"),
+    _row("v2#1", "cause", "one car ran a red light", "a car ignores the red light", answer_no_anomaly="traffic"),
+    _row("v1#2", "classification", "This looks like vandalism.", classes=["Crime/Vandalism"]),
+    _row("v2#2", "classification", "A robbery.", classes=["Traffic accident/Collision"]),
+    _row("v1#3", "timestamp", "It happens from 2.0 s to 4.0 s.", anomaly_segments=[[2, 6]]),  # IoU 1/2
+    _row("v2#3", "timestamp", "[0001,0003]", anomaly_segments=[[0, 3]]),  # IoU 2/3
+    _row("v3#3", "timestamp", "I cannot tell.", anomaly_segments=[[1, 2]]),  # unparseable: IoU 0
+    _row("v1#4", "detection", "Yes, a window is broken.", "Yes."),
+    _row("v2#4", "detection", "No.", "Yes, there is a crash."),
+    _row("v3#4", "detection", "Maybe.", "No."),  # no leading yes/no: wrong
+]
+_B_ANSWERS = {"v1#0": "a person throws a rock at a window", "v2#0": "a car accident happens",
+              "v1#1": "the man wants money", "v2#2": "a car collision", "v3#3": "00:01 - 00:02", "v3#4": "No"}
+MODEL_B = [{**r, "answer": _B_ANSWERS.get(r["id"], r["answer"]), "sampling": "uniform", "segments": None}
+           for r in MODEL_A]
+#: Lines a predictions reader must skip: no answer, and the cut last line of a killed writer.
+BROKEN = ['{"id": "v9#0", "task": "description"}', '{"id": "v9#1", "task": "desc']
+
+JUDGE_KEY_ENV = "VAU_TEST_JUDGE_KEY"
+
+
+def write_predictions(folder: Path, rows: list[dict], broken: bool = True) -> Path:
+    """``folder/predictions.jsonl`` with ``rows`` (and the broken lines at the end)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(r) for r in rows] + (BROKEN if broken else [])
+    path = folder / "predictions.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def judge_answer(prompt: str) -> str:
+    """A judge that answers every AnomEval prompt kind parseably and the same way each time.
+
+    Every item then scores s1 = 3/4 * 4/5, s2 = 1, s3 = 1 (never consistent): S = 0.84 (weights 0.4/0.4/0.2).
+    """
+    if "Key Information Count" in prompt:
+        return "Key Information Count: 4, Included Key Information Count: 3"
+    if "Score: L" in prompt:
+        return "Score: 4"
+    if "Consistent: yes" in prompt:
+        return "Consistent: no"
+    if "yes/no questions" in prompt:
+        return "1. Is there a person?\n2. Does something break?\n3. Is it abnormal?"
+    if "Answer: yes" in prompt:
+        return "Answer: yes"
+    raise AssertionError(f"unexpected judge prompt: {prompt[:200]!r}")
+
+
+def _cfg(tmp_path: Path, config: str | None = None, **overrides) -> EvalConfig:
+    base = {"predictions": f"[{tmp_path / 'a'},{tmp_path / 'b' / 'predictions.jsonl'}]", "out": str(tmp_path / "out"),
+            "anomeval.enabled": "false", "wandb": "none", "progress": "false"}
+    base.update(overrides)
+    return compose_tool(EvalConfig, "eval", config, [f"{k}={v}" for k, v in base.items()])
+
+
+def _expected(rows: list[dict], task: str) -> tuple[dict, dict]:
+    scored = [r for r in rows if r["task"] == task and r["reference"]]
+    return {r["id"]: r["answer"] for r in scored}, {r["id"]: [r["reference"]] for r in scored}
+
+
+@pytest.fixture(scope="module")
+def shared_meteor():
+    """One METEOR scorer for the module: its JVM spends ~13 s loading paraphrase tables per instance."""
+    from pycocoevalcap.meteor import meteor
+
+    scorer = meteor.Meteor()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(meteor, "Meteor", lambda: scorer)
+        yield
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, shared_meteor):
+    """Two models, caption metrics on description and cause, wandb offline; (tmp dir, results)."""
+    tmp = tmp_path_factory.mktemp("eval")
+    write_predictions(tmp / "a", MODEL_A)
+    write_predictions(tmp / "b", MODEL_B)
+    cfg = _cfg(tmp, caption_tasks="[description,cause]", wandb="offline", wandb_project="vau-test")
+    return tmp, evaluate(cfg)
+
+
+@pytest.mark.parametrize("model,rows", [("a", MODEL_A), ("b", MODEL_B)])
+@pytest.mark.parametrize("task", ["description", "cause"])
+def test_caption_metrics_equal_caption_scores(evaluated, shared_meteor, model, rows, task):
+    got = evaluated[1]["models"][model]["tasks"][task]
+    preds, refs = _expected(rows, task)
+    assert got["n"] == len(preds)
+    want = caption_scores(preds, refs)
+    assert {k: got[k] for k in want} == want
+
+
+@pytest.mark.parametrize("model,rows", [("a", MODEL_A), ("b", MODEL_B)])
+@pytest.mark.parametrize("task", ["description", "cause"])
+def test_rouge2_equals_torchmetrics(evaluated, model, rows, task):
+    from torchmetrics.text.rouge import ROUGEScore
+
+    preds, refs = _expected(rows, task)
+    want = ROUGEScore(rouge_keys=("rouge2",))(list(preds.values()), [refs[k] for k in preds])["rouge2_fmeasure"]
+    assert evaluated[1]["models"][model]["tasks"][task]["ROUGE-2"] == pytest.approx(float(want), abs=1e-6)
+
+
+def test_rouge2_closed_form_best_reference():
+    # bigrams {the man, man runs} vs {the man, man falls}: P = R = F = 1/2; the unrelated reference scores 0.
+    assert rouge2({"x": "the man runs"}, {"x": ["the man falls", "a dog barks"]}) == pytest.approx(0.5)
+    assert rouge2({"x": "the man runs", "y": "a dog barks"}, {"x": ["the man falls"], "y": ["a dog barks"]}) == \
+        pytest.approx(0.75)
+
+
+def test_task_metrics_equal_hand_computed(evaluated):
+    a, b = (evaluated[1]["models"][m]["tasks"] for m in ("a", "b"))
+    assert a["classification"] == {"accuracy": 0.5, "n": 2}
+    assert b["classification"] == {"accuracy": 1.0, "n": 2}
+    assert a["timestamp"] == pytest.approx({"mIoU": (1 / 2 + 2 / 3 + 0) / 3, "R@0.3": 2 / 3, "R@0.5": 2 / 3,
+                                            "R@0.7": 0.0, "unparseable": 1, "n": 3})
+    assert b["timestamp"] == pytest.approx({"mIoU": (1 / 2 + 2 / 3 + 1) / 3, "R@0.3": 1.0, "R@0.5": 1.0,
+                                            "R@0.7": 1 / 3, "unparseable": 0, "n": 3})
+    assert a["detection"] == pytest.approx({"accuracy": 1 / 3, "unparseable": 1, "n": 3})
+    assert b["detection"] == pytest.approx({"accuracy": 2 / 3, "unparseable": 0, "n": 3})
+
+
+def test_skipped_lines_notes_and_hard_prompt_stats(evaluated):
+    a, b = (evaluated[1]["models"][m] for m in ("a", "b"))
+    assert a["skipped_lines"] == b["skipped_lines"] == 2
+    assert any("'description': 1 of 3 answer(s) without a usable reference" in n for n in a["notes"])
+    assert a["hard_prompt"] == {"n": 2, "mean_segments": 1.5}
+    assert "hard_prompt" not in b
+    assert a["anomeval_items"] == [] and evaluated[1]["judge_calls"] == 0
+
+
+def test_bad_lines_warn_with_file_and_line(tmp_path, caplog):
+    path = write_predictions(tmp_path / "m", MODEL_A[:2])
+    with caplog.at_level(logging.WARNING, logger="vau.eval"):
+        rows, skipped = load_predictions(tmp_path / "m")
+    assert [r["id"] for r in rows] == ["v1#0", "v2#0"] and skipped == 2
+    assert f"{path}:3: skipped" in caplog.text and f"{path}:4: skipped" in caplog.text
+
+
+def test_outputs_markdown_and_wandb(evaluated):
+    tmp, results = evaluated
+    out = tmp / "out"
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+    md = (out / "results.md").read_text()
+    assert md == markdown_table(results)
+    caption, tasks = md.strip().split("\n\n")
+    lines = caption.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == ["Model", *(f"{t} {c}" for t in ("description", "cause")
+                                 for c in ("BLEU", "ROUGE-2", "ROUGE-L", "METEOR", "CIDEr"))]
+    row_a = [c.strip() for c in lines[2].strip("|").split("|")]
+    bleu4 = results["models"]["a"]["tasks"]["description"]["BLEU-4"]
+    assert row_a[:2] == ["a", f"{bleu4 * 100:.2f}"] and lines[3].startswith("| b |")
+    assert tasks.splitlines()[0] == "| Model | Cls. Acc | mIoU | R@0.3 | R@0.5 | R@0.7 | Det. Acc |"
+    assert "| a | 50.00 | 38.89 | 66.67 | 66.67 | 0.00 | 33.33 |" in tasks
+    assert len(list((out / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_references_file_overrides_by_id(tmp_path):
+    write_predictions(tmp_path / "a", MODEL_A)
+    write_predictions(tmp_path / "b", MODEL_B)
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text(json.dumps({"id": "v3#4", "reference": "Maybe no."}) + "\n"  # no yes/no: not scorable
+                    + json.dumps({"id": "v2#4", "reference": "No."}) + "\n")
+    results = evaluate(_cfg(tmp_path, caption_tasks="[]", references=str(refs)))
+    assert results["models"]["a"]["tasks"]["detection"] == {"accuracy": 1.0, "unparseable": 0, "n": 2}
+
+
+def test_duplicate_row_names_are_an_error(tmp_path):
+    write_predictions(tmp_path / "x" / "run", MODEL_A)
+    write_predictions(tmp_path / "y" / "run", MODEL_A)
+    with pytest.raises(ValueError, match="row name 'run' is used by more than one"):
+        model_names([str(tmp_path / "x" / "run"), str(tmp_path / "y" / "run" / "predictions.jsonl")], [])
+    assert model_names([str(tmp_path / "x" / "run"), str(tmp_path / "y" / "run")], ["X", "Y"]) == ["X", "Y"]
+
+
+def test_cli_prints_table_and_paths(tmp_path, capsys):
+    from vau.cli import main
+
+    write_predictions(tmp_path / "a", MODEL_A)
+    out = tmp_path / "out"
+    assert main(["eval", f"predictions=[{tmp_path / 'a'}]", f"out={out}", "caption_tasks=[]",
+                 "anomeval.enabled=false", "wandb=none"]) == 0
+    printed = capsys.readouterr().out
+    assert "| Model | Cls. Acc |" in printed and f"wrote {out / 'results.json'}" in printed
+    assert main(["eval", "out=x"]) == 2
+    assert "predictions: no files given" in capsys.readouterr().err
+
+
+def test_anomeval_rerun_is_cached_and_equal(tmp_path, monkeypatch):
+    write_predictions(tmp_path / "a", MODEL_A)
+    write_predictions(tmp_path / "b", MODEL_B)
+    monkeypatch.setenv(JUDGE_KEY_ENV, "test-key")
+    with JudgeServer(judge_answer) as server:
+        cfg = _cfg(tmp_path, "http", caption_tasks="[]", names="[A,B]", **{
+            "anomeval.enabled": "true", "anomeval.judge.base_url": server.url, "anomeval.judge.model": "fake",
+            "anomeval.judge.api_key_env": JUDGE_KEY_ENV})
+        first = evaluate(cfg)
+        sent = len(server.requests)
+        second = evaluate(cfg)
+        assert len(server.requests) == sent  # everything from judge_cache/
+    prompts = [r["messages"][-1]["content"] for r in server.requests]
+    assert sent == len(set(prompts)) == first["judge_calls"] > 0
+    # B's yes/no questions come from the same references as A's: cache hits already in the first run.
+    assert first["judge_cache_hits"] > 0 and second["judge_calls"] == 0
+    assert second["judge_cache_hits"] == first["judge_calls"] + first["judge_cache_hits"]
+    assert set(server.auth) == {"Bearer test-key"}
+    assert second["models"] == first["models"]
+    a = first["models"]["A"]
+    assert [i["id"] for i in a["anomeval_items"]] == ["v1#0", "v2#0", "v1#1", "v2#1"]
+    assert all(i["S"] == pytest.approx(0.84) for i in a["anomeval_items"])
+    assert a["tasks"]["description"] == pytest.approx({"n": 2, "AnomEval": 0.84, "AnomEval-s1": 0.6, "AnomEval-s2": 1.0,
+                                                       "AnomEval-s3": 1.0, "AnomEval-n_scored": 2,
+                                                       "AnomEval-unparseable": 0})
+    items = [json.loads(line) for line in (tmp_path / "out" / "anomeval_items.jsonl").read_text().splitlines()]
+    assert [(i["model"], i["id"]) for i in items] == [(m, i) for m in "AB" for i in ("v1#0", "v2#0", "v1#1", "v2#1")]
+    assert "| A |" in markdown_table(first) and "description AnomEval" in markdown_table(first)
