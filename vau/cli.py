@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vau` console script; returns the exit code."""
     from vau.config import ConfigError
+    from vau.eval.judge import JudgeError
 
     parser = build_parser()
     # argparse binds a positional list before an interleaved option (`show --config F k=v`
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         return int(args._run(args) or 0)
-    except (ConfigError, FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
+    except (ConfigError, FileNotFoundError, FileExistsError, JudgeError, KeyError, ValueError) as e:
         # User errors: one line, no traceback.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"vau {args.command}: {msg}", file=sys.stderr)

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 from conftest import REPO
-from judge_server import JudgeServer
-from unit.test_evaluate import JUDGE_KEY_ENV, judge_answer, write_predictions
+from eval_fakes import JUDGE_KEY_ENV, JudgeServer, judge_answer, write_predictions
 
 KILL_AT = 40
 """The request during which `vau eval` is killed (a full run sends 156)."""

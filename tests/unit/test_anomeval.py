@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from judge_server import JudgeServer
+from eval_fakes import JudgeServer
 
 from vau.config import compose_tool
 from vau.config.eval import AnomEvalConfig, EvalConfig, JudgeConfig

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from judge_server import JudgeServer
+from eval_fakes import BROKEN, JUDGE_KEY_ENV, JudgeServer, judge_answer, write_predictions
 
 from vau.config import compose_tool
 from vau.config.eval import EvalConfig
@@ -50,39 +50,6 @@ _B_ANSWERS = {"v1#0": "a person throws a rock at a window", "v2#0": "a car accid
               "v1#1": "the man wants money", "v2#2": "a car collision", "v3#3": "00:01 - 00:02", "v3#4": "No"}
 MODEL_B = [{**r, "answer": _B_ANSWERS.get(r["id"], r["answer"]), "sampling": "uniform", "segments": None}
            for r in MODEL_A]
-#: Lines a predictions reader must skip: no answer, and the cut last line of a killed writer.
-BROKEN = ['{"id": "v9#0", "task": "description"}', '{"id": "v9#1", "task": "desc']
-
-JUDGE_KEY_ENV = "VAU_TEST_JUDGE_KEY"
-
-
-def write_predictions(folder: Path, rows: list[dict], broken: bool = True) -> Path:
-    """``folder/predictions.jsonl`` with ``rows`` (and the broken lines at the end)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(r) for r in rows] + (BROKEN if broken else [])
-    path = folder / "predictions.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def judge_answer(prompt: str) -> str:
-    """A judge that answers every AnomEval prompt kind parseably and the same way each time.
-
-    Every item then scores s1 = 3/4 * 4/5, s2 = 1, s3 = 1 (never consistent): S = 0.84 (weights 0.4/0.4/0.2).
-    """
-    if "Key Information Count" in prompt:
-        return "Key Information Count: 4, Included Key Information Count: 3"
-    if "Score: L" in prompt:
-        return "Score: 4"
-    if "Consistent: yes" in prompt:
-        return "Consistent: no"
-    if "yes/no questions" in prompt:
-        return "1. Is there a person?\n2. Does something break?\n3. Is it abnormal?"
-    if "Answer: yes" in prompt:
-        return "Answer: yes"
-    raise AssertionError(f"unexpected judge prompt: {prompt[:200]!r}")
-
-
 def _cfg(tmp_path: Path, config: str | None = None, **overrides) -> EvalConfig:
     base = {"predictions": f"[{tmp_path / 'a'},{tmp_path / 'b' / 'predictions.jsonl'}]", "out": str(tmp_path / "out"),
             "anomeval.enabled": "false", "wandb": "none", "progress": "false"}
@@ -96,18 +63,7 @@ def _expected(rows: list[dict], task: str) -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="module")
-def shared_meteor():
-    """One METEOR scorer for the module: its JVM spends ~13 s loading paraphrase tables per instance."""
-    from pycocoevalcap.meteor import meteor
-
-    scorer = meteor.Meteor()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(meteor, "Meteor", lambda: scorer)
-        yield
-
-
-@pytest.fixture(scope="module")
-def evaluated(tmp_path_factory, shared_meteor):
+def evaluated(tmp_path_factory):
     """Two models, caption metrics on description and cause, wandb offline; (tmp dir, results)."""
     tmp = tmp_path_factory.mktemp("eval")
     write_predictions(tmp / "a", MODEL_A)
@@ -118,7 +74,7 @@ def evaluated(tmp_path_factory, shared_meteor):
 
 @pytest.mark.parametrize("model,rows", [("a", MODEL_A), ("b", MODEL_B)])
 @pytest.mark.parametrize("task", ["description", "cause"])
-def test_caption_metrics_equal_caption_scores(evaluated, shared_meteor, model, rows, task):
+def test_caption_metrics_equal_caption_scores(evaluated, model, rows, task):
     got = evaluated[1]["models"][model]["tasks"][task]
     preds, refs = _expected(rows, task)
     assert got["n"] == len(preds)

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+
+
+@functools.cache
+def _meteor():
+    """One METEOR scorer per process: each instance starts a JVM that loads paraphrase tables (~13 s)."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    return Meteor()
 
 
 def caption_scores(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
@@ -26,7 +35,6 @@ def caption_scores(predictions: dict[str, str], references: dict[str, list[str]]
     """
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.meteor.meteor import Meteor
     from pycocoevalcap.rouge.rouge import Rouge
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
@@ -41,7 +49,7 @@ def caption_scores(predictions: dict[str, str], references: dict[str, list[str]]
         res = tok.tokenize({k: [{"caption": v}] for k, v in predictions.items()})
         gts = tok.tokenize({k: [{"caption": r} for r in references[k]] for k in predictions})
         bleu, _ = Bleu(4).compute_score(gts, res)
-        meteor, _ = Meteor().compute_score(gts, res)
+        meteor, _ = _meteor().compute_score(gts, res)
         rouge, _ = Rouge().compute_score(gts, res)
         cider, _ = Cider().compute_score(gts, res)
     out = {f"BLEU-{i + 1}": float(b) for i, b in enumerate(bleu)}

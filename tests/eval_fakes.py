@@ -1,4 +1,5 @@
-"""A fake OpenAI-compatible chat endpoint for tests: stdlib HTTP server in a thread.
+"""Fakes for evaluation tests: an OpenAI-compatible chat endpoint (stdlib HTTP server in a thread),
+a judge that answers every AnomEval prompt, and predictions files.
 
     with JudgeServer(lambda prompt: "Answer: yes", fail_first=2) as server:
         cfg = JudgeConfig(backend="http", model="fake", base_url=server.url)
@@ -10,6 +11,7 @@ import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Self
 
 
@@ -91,3 +93,36 @@ class JudgeServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+#: Lines a predictions reader must skip: no answer, and the cut last line of a killed writer.
+BROKEN = ['{"id": "v9#0", "task": "description"}', '{"id": "v9#1", "task": "desc']
+
+JUDGE_KEY_ENV = "VAU_TEST_JUDGE_KEY"
+
+
+def write_predictions(folder: Path, rows: list[dict], broken: bool = True) -> Path:
+    """``folder/predictions.jsonl`` with ``rows`` (and the broken lines at the end)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(r) for r in rows] + (BROKEN if broken else [])
+    path = folder / "predictions.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def judge_answer(prompt: str) -> str:
+    """A judge that answers every AnomEval prompt kind parseably and the same way each time.
+
+    Every item then scores s1 = 3/4 * 4/5, s2 = 1, s3 = 1 (never consistent): S = 0.84 (weights 0.4/0.4/0.2).
+    """
+    if "Key Information Count" in prompt:
+        return "Key Information Count: 4, Included Key Information Count: 3"
+    if "Score: L" in prompt:
+        return "Score: 4"
+    if "Consistent: yes" in prompt:
+        return "Consistent: no"
+    if "yes/no questions" in prompt:
+        return "1. Is there a person?\n2. Does something break?\n3. Is it abnormal?"
+    if "Answer: yes" in prompt:
+        return "Answer: yes"
+    raise AssertionError(f"unexpected judge prompt: {prompt[:200]!r}")
