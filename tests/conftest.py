@@ -64,16 +64,22 @@ def read_losses(metrics_csv: Path, key: str = "train/loss") -> dict[int, float]:
         return {int(r["step"]): float(r[key]) for r in csv.DictReader(f) if r.get(key)}
 
 
+def run_vau(runs: Path, *args: str, check: bool = True, timeout: int = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs `python -m vau ...` in a subprocess with ``VAU_RUNS=runs`` (and ``env`` added)."""
+    full_env = dict(os.environ, VAU_RUNS=str(runs), PYTHONUNBUFFERED="1", **(env or {}))
+    proc = subprocess.run([sys.executable, "-m", "vau", *args], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vau {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+    return proc
+
+
 @pytest.fixture
 def vau_cli(tmp_path):
     """Runs `python -m vau ...` in a subprocess (needed for multi-process strategies)."""
 
     def run(*args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-        env = dict(os.environ, VAU_RUNS=str(tmp_path / "runs"), PYTHONUNBUFFERED="1")
-        proc = subprocess.run([sys.executable, "-m", "vau", *args], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"vau {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
-        return proc
+        return run_vau(tmp_path / "runs", *args, check=check, timeout=timeout)
 
     return run

@@ -1,20 +1,33 @@
-"""The AnomShield demo end to end (README command 1), the stage hand-off, merge-lora, launch scripts."""
+"""The AnomShield demo end to end (README command 1), the stage hand-off, merge-lora, launch
+scripts, then `vau infer` (hard prompt, resume, uniform) and `vau eval` on the trained model."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import tarfile
+from pathlib import Path
 
+import pytest
 import torch
+from eval_fakes import JUDGE_KEY_ENV, JudgeServer, judge_answer
 
-from conftest import REPO, read_losses
+from conftest import REPO, read_losses, run_vau
 
 QUIET = ["trainer.progress_bar=none", "logger.wandb.mode=disabled"]
 
 
-def test_demo_stages_handoff_merge_and_launch(vau_cli, tmp_path, monkeypatch):
-    data, runs = tmp_path / "data", tmp_path / "runs"
-    proc = vau_cli("demo", "--data", str(data), "--samples", "2", *QUIET)
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """`vau demo` once for the module: (data root, runs root, the finished process)."""
+    root = tmp_path_factory.mktemp("demo")
+    data, runs = root / "data", root / "runs"
+    return data, runs, run_vau(runs, "demo", "--data", str(data), "--samples", "2", *QUIET, timeout=1200)
+
+
+def test_demo_stages_handoff_merge_and_launch(demo, tmp_path, monkeypatch):
+    data, runs, proc = demo
     out = proc.stdout
     assert out.count("  truth:  ") == 4 and out.count("  model:  ") == 4
     # every stage trained and its loss fell
@@ -31,7 +44,7 @@ def test_demo_stages_handoff_merge_and_launch(vau_cli, tmp_path, monkeypatch):
 
     # LoRA merged into a plain HF model gives the same logits as base + adapter
     merged = tmp_path / "merged"
-    vau_cli("export", str(runs / "tiny_anomshield_stage3"), "--merge-lora", "--out", str(merged))
+    run_vau(runs, "export", str(runs / "tiny_anomshield_stage3"), "--merge-lora", "--out", str(merged))
     from transformers import AutoModelForCausalLM
 
     from vau.eval.generate import load_export
@@ -54,3 +67,95 @@ def test_demo_stages_handoff_merge_and_launch(vau_cli, tmp_path, monkeypatch):
     assert launch.returncode == 0, launch.stderr[-3000:]
     assert "vau: job local" in launch.stdout and str(runs / "launched") in launch.stdout
     assert sorted(read_losses(runs / "launched" / "metrics.csv")) == [0, 1]
+
+
+TASKS = ("detection", "classification", "timestamp", "cause", "result", "description")
+"""The tasks conf/infer/tiny.yaml asks (the demo data's conversation turns carry them)."""
+
+
+def _expected_questions(shards: list[Path]) -> dict[str, str]:
+    """id -> task of every conversation turn of a TASKS task in the annotations of ``shards``."""
+    out = {}
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith(".json"):
+                    conv = json.load(tar.extractfile(member)).get("conversations") or []
+                    key = member.name.rsplit(".", 1)[0]
+                    for turn in range(0, len(conv) - 1, 2):
+                        if conv[turn].get("task", "qa") in TASKS:
+                            out[f"{key}#{turn // 2}"] = conv[turn]["task"]
+    return out
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_infer_hard_prompt_resume_uniform_then_eval(demo, tmp_path):
+    data, runs, _ = demo
+    shards = sorted((data / "synth" / "shards").glob("videos-val-*.tar"))
+    infer = ["infer", "--config", "tiny", f"model={runs / 'tiny_anomshield_stage3'}",
+             f"shards={data / 'synth' / 'shards' / 'videos-val-*.tar'}", "progress=false"]
+
+    # Hard prompt: 8 coarse segments captioned and ranked, the top 2 sampled densely (4 frames each).
+    hard = tmp_path / "hard"
+    run_vau(runs, *infer, f"out={hard}")
+    rows = _read(hard / "predictions.jsonl")
+    expected = _expected_questions(shards)
+    assert {r["id"]: r["task"] for r in rows} == expected and len(expected) >= 12
+    assert json.loads((hard / "infer.json").read_text())["skipped_videos"] == 0
+    for r in rows:
+        assert r["sampling"] == "hard_prompt" and isinstance(r["answer"], str)
+        assert len(r["segment_captions"]) == len(r["segment_scores"]) == 8
+        assert len(r["segments"]) == 2 and len(r["frames"]) == 8
+        assert all(0 <= f < r["num_frames"] for f in r["frames"])
+        # the chosen segments are two of the best-scored (ties either way), and the frames lie in them
+        length = r["num_frames"] / 8 / r["fps"]
+        chosen = {round(start / length) for start, _ in r["segments"]}
+        scores = r["segment_scores"]
+        assert len(chosen) == 2 and min(scores[i] for i in chosen) >= max(
+            scores[i] for i in range(8) if i not in chosen)
+        assert all(any(s <= f / r["fps"] <= e for s, e in r["segments"]) for f in r["frames"])
+    abnormal = [r for r in rows if r.get("anomaly_segments")]
+    assert abnormal and all(isinstance(r["answer_no_anomaly"], str) for r in abnormal)
+
+    # Resume: a killed run kept the first answers; the re-run writes only the others, the same ones.
+    (hard / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:5]) + '{"id": "cut')
+    rerun = run_vau(runs, *infer, f"out={hard}")
+    assert "5 answers already written" in rerun.stderr
+    assert _read(hard / "predictions.jsonl") == rows
+
+    # Uniform: the baseline of the hard-prompt ablation (ECVA Tab. VIII).
+    uniform = tmp_path / "uniform"
+    run_vau(runs, *infer, f"out={uniform}", "sampling=uniform")
+    urows = _read(uniform / "predictions.jsonl")
+    assert [r["id"] for r in urows] == [r["id"] for r in rows]
+    assert all(r["sampling"] == "uniform" and len(r["frames"]) == 8 and "segments" not in r for r in urows)
+
+    # Eval of both with an HTTP judge: the paper's tables, AnomEval per answer, cached judge answers.
+    out = tmp_path / "eval"
+    evaluate = ["eval", "--config", "http", f"predictions=[{hard},{uniform}]", "names=[hard_prompt,uniform]",
+                f"out={out}", "wandb=none", "progress=false", "anomeval.judge.model=fake",
+                f"anomeval.judge.api_key_env={JUDGE_KEY_ENV}"]
+    with JudgeServer(judge_answer) as server:
+        run_vau(runs, *evaluate, f"anomeval.judge.base_url={server.url}", env={JUDGE_KEY_ENV: "k"})
+    results = json.loads((out / "results.json").read_text())
+    free_text = [r for r in rows if r["task"] in ("description", "cause", "result")]
+    assert results["judge_calls"] == len(server.requests) > 0
+    for name, model_rows in (("hard_prompt", rows), ("uniform", urows)):
+        model = results["models"][name]
+        items = model["anomeval_items"]
+        assert sorted(i["id"] for i in items) == sorted(r["id"] for r in free_text)
+        # judge_answer gives s1 = 3/4 * 4/5, s2 = 1; s3 = 1 where a no-anomaly answer exists
+        for i in items:
+            want = 0.4 * 0.6 + 0.4 + (0.2 if i["s3"] is not None else 0.0)
+            assert i["S"] == pytest.approx(want) if i["s3"] is not None else i["S"] is None
+        detection = [r for r in model_rows if r["task"] == "detection"]
+        first = [(r["answer"].split() or [""])[0].strip(".,!").lower() for r in detection]
+        hits = sum(w in ("yes", "no") and w == r["reference"].split()[0].strip(".,!").lower()
+                   for w, r in zip(first, detection))
+        assert model["tasks"]["detection"]["accuracy"] == pytest.approx(hits / len(detection))
+    assert results["models"]["hard_prompt"]["hard_prompt"]["mean_segments"] == 2
+    table = (out / "results.md").read_text()
+    assert "| hard_prompt |" in table and "| uniform |" in table and "description AnomEval" in table

@@ -434,3 +434,40 @@ def test_config_is_read_only():
         cfg.run = {}
     assert cfg.trainer.max_steps == 40
     assert OmegaConf.is_readonly(cfg)
+
+
+TOOL_SCHEMAS = {"infer": ("InferConfig", ["model=runs/x", "out=runs/x/infer"]),
+                "eval": ("EvalConfig", ["predictions=[runs/x/infer]", "out=runs/eval"])}
+TOOL_FILES = sorted((group, p.stem) for group in TOOL_SCHEMAS for p in (REPO_CONF / group).glob("*.yaml"))
+
+
+def _file_leaves(group: str, name: str) -> dict:
+    """Leaves of ``conf/<group>/<name>.yaml`` after its ``defaults:`` files (later files win)."""
+    raw = yaml.safe_load((REPO_CONF / group / f"{name}.yaml").read_text()) or {}
+    leaves: dict = {}
+    for parent in raw.pop("defaults", []):
+        leaves.update(_file_leaves(group, parent))
+    leaves.update(_leaves(raw))
+    return leaves
+
+
+@pytest.mark.parametrize("group,name", TOOL_FILES, ids=[f"{g}/{n}" for g, n in TOOL_FILES])
+def test_every_tool_file_composes(group, name):
+    import vau.config.eval as schemas
+    from vau.config import compose_tool
+
+    schema, required = TOOL_SCHEMAS[group]
+    cfg = compose_tool(getattr(schemas, schema), group, name, required)
+    leaves = _file_leaves(group, name)
+    assert leaves, f"{group}/{name}.yaml is empty"
+    for key, value in leaves.items():
+        got = _select(cfg, key)
+        assert _matches(to_container(got) if OmegaConf.is_config(got) else got, value), key
+
+
+def test_every_conf_file_is_loaded_by_a_test():
+    covered = {f"{g}/{n}.yaml" for g, n in GROUP_FILES + TOOL_FILES}
+    covered |= {f"experiment/{e}.yaml" for e in EXPERIMENTS}
+    covered |= {f"sweep/{p.name}" for p in (REPO_CONF / "sweep").glob("*.yaml")}  # tests/integration/test_sweep.py
+    every = {str(p.relative_to(REPO_CONF)) for p in REPO_CONF.rglob("*.yaml")}
+    assert every - covered == set()

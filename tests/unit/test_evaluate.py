@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from eval_fakes import BROKEN, JUDGE_KEY_ENV, JudgeServer, judge_answer, write_predictions
+from eval_fakes import JUDGE_KEY_ENV, JudgeServer, judge_answer, write_predictions
 
 from vau.config import compose_tool
 from vau.config.eval import EvalConfig
