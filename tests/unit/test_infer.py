@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -158,3 +159,35 @@ def test_merge_keeps_one_record_per_id_and_survives_a_cut_line(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / PREDICTIONS).read_text().splitlines()]
     assert lines == [{"id": "a#1", "answer": "x"}, {"id": "b#1", "answer": "old"}]
     assert not list((tmp_path / PARTS).glob("*.jsonl"))
+
+
+def test_a_folder_of_videos_with_a_questions_file(synth, tmp_path):
+    import tarfile
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    with tarfile.open(synth / "videos-val-000000.tar") as tar:
+        mp4s = [m for m in tar.getmembers() if m.name.endswith(".mp4")]
+        for m in mp4s:
+            (videos / m.name).write_bytes(tar.extractfile(m).read())
+    first, second = sorted(Path(m.name).stem for m in mp4s)[:2]
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("\n".join(json.dumps(q) for q in [
+        {"video": f"{first}.mp4", "question": "<video>\nWhat happens?", "task": "description", "reference": "x"},
+        {"video": first, "question": "<video>\nWhy?", "id": "mine"},
+        {"video": second, "question": "<video>\nIs it normal?"}]) + "\n")
+    model_cfg = OmegaConf.create({"data": {"decode": {"processor": None, "size": 32}}})
+    cfg = _cfg(f"videos={videos}", f"questions={questions}", "hard_prompt.coarse_frames=16", "frames=4")
+    items = {i["key"]: i for i in VideoQuestions(cfg, model_cfg, set())}
+    assert set(items) == {first, second}  # videos without questions are not decoded
+    assert items[first]["questions"] == [
+        {"id": f"{first}#1", "task": "description", "prompt": "<video>\nWhat happens?", "reference": "x"},
+        {"id": "mine", "task": "qa", "prompt": "<video>\nWhy?", "reference": None}]
+    assert items[first]["frames"].shape[1:] == (3, 32, 32)
+    assert [q["id"] for q in items[second]["questions"]] == [f"{second}#3"]
+
+    questions.write_text('{"video": "a.mp4"}\n')
+    with pytest.raises(ValueError, match=r"q\.jsonl:1: expected"):
+        VideoQuestions(_cfg(f"videos={videos}", f"questions={questions}"), model_cfg, set())
+    with pytest.raises(ValueError, match="exactly one of shards"):
+        VideoQuestions(_cfg(f"videos={videos}", f"shards={synth}"), model_cfg, set())
