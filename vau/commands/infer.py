@@ -24,5 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = compose_tool(InferConfig, "infer", args.config, args.overrides)
-    print(run_infer(cfg))
+    predictions = run_infer(cfg)
+    if predictions is not None:  # rank 0 only under DDP
+        print(predictions)
     return 0

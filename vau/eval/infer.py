@@ -350,8 +350,8 @@ def merge(out: Path) -> dict:
     return summary
 
 
-def run_infer(cfg: Any) -> Path:
-    """Runs `vau infer` (see the module docstring); returns the predictions file.
+def run_infer(cfg: Any) -> Optional[Path]:
+    """Runs `vau infer` (see the module docstring); returns the predictions file on rank 0, else None.
 
     Raises:
         FileNotFoundError: No export, shards or videos where the config says.
@@ -385,4 +385,5 @@ def run_infer(cfg: Any) -> Path:
         summary = merge(out)
         log.info("%s: %d answers, %d videos skipped (see infer.json), %.0f s",
                  out / PREDICTIONS, summary["answers"], summary["skipped_videos"], time.perf_counter() - t0)
-    return out / PREDICTIONS
+        return out / PREDICTIONS
+    return None
