@@ -1,8 +1,10 @@
 """Drawing scenes with numpy and encoding them (mp4 with audio via PyAV, png via PIL).
 
 Encoding is deterministic: libx264 and the AAC encoder run single-threaded (x264's threaded
-rate control and lookahead make output depend on thread timing) and the mp4 muxer writes no
-creation time, so the same scene always gives the same bytes.
+rate control and lookahead make output depend on thread timing), x264 runs its C code paths
+(its AVX-512 assembly gives run-to-run different bytes on the same frames; the C paths also
+give the same bytes on every CPU), and the mp4 muxer writes no creation time, so the same scene
+always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def encode_mp4(frames: np.ndarray, fps: int, audio: np.ndarray, sample_rate: int
         video.pix_fmt = "yuv420p"
         video.codec_context.thread_count = 1
         video.codec_context.gop_size = 2 * fps  # a keyframe every 2 s, so readers can seek
-        video.options = {"crf": CRF}
+        video.options = {"crf": CRF, "x264-params": "no-asm=1"}  # see the module docstring
         sound = container.add_stream("aac", rate=sample_rate, layout="mono")
         sound.codec_context.thread_count = 1
         for i, rgb in enumerate(frames):
