@@ -176,6 +176,10 @@ def test_cli_prints_table_and_paths(tmp_path, capsys):
     assert "| Model | Cls. Acc |" in printed and f"wrote {out / 'results.json'}" in printed
     assert main(["eval", "out=x"]) == 2
     assert "predictions: no files given" in capsys.readouterr().err
+    # conf/eval/ecva.yaml leaves the local judge unset: a one-line error naming the key
+    assert main(["eval", f"predictions=[{tmp_path / 'a'}]", f"out={out}", "wandb=none"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "anomeval.judge.model is null: set it to a local HF model folder (anomeval.judge.backend=hf)")
 
 
 def test_anomeval_rerun_is_cached_and_equal(tmp_path, monkeypatch):

@@ -307,7 +307,8 @@ def evaluate(cfg: Any) -> dict:
     if cfg.anomeval.enabled:
         from vau.eval.judge import build_judge
 
-        judge = build_judge(cfg.anomeval.judge, out / "judge_cache")  # judge.cache_dir wins when set
+        # judge.cache_dir wins over out/judge_cache when set
+        judge = build_judge(cfg.anomeval.judge, out / "judge_cache", "anomeval.judge")
     models: dict[str, dict] = {}
     samples: dict[str, list[dict]] = {}
     for name, path in zip(names, cfg.predictions):

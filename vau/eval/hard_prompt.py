@@ -121,7 +121,7 @@ def _judge(cfg: Any, out: Path) -> Ranker:
 
     if not cfg.rank_prompt:
         raise ValueError("hard_prompt.ranker=judge needs hard_prompt.rank_prompt (see conf/infer/ecva.yaml)")
-    judge = build_judge(cfg.judge, out / "judge_cache")
+    judge = build_judge(cfg.judge, out / "judge_cache", "hard_prompt.judge")
 
     def rank(question: str, captions: Sequence[str]) -> Optional[list[float]]:
         listing = "\n".join(f"{i + 1}. {c}" for i, c in enumerate(captions))

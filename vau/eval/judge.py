@@ -234,14 +234,22 @@ class CachedJudge:
         return answer
 
 
-def build_judge(cfg: JudgeConfig, cache_dir: str | os.PathLike) -> CachedJudge:
+def build_judge(cfg: JudgeConfig, cache_dir: str | os.PathLike, key: str = "judge") -> CachedJudge:
     """The judge of ``cfg.backend`` behind a disk cache.
 
     Args:
         cfg: Judge settings; ``cfg.cache_dir``, when set, wins over ``cache_dir``.
         cache_dir: Default cache folder (``<out>/judge_cache``).
+        key: Where ``cfg`` sits in the user's config (``anomeval.judge``), named in errors.
 
     Raises:
         KeyError: Unknown backend (the message lists the valid ones).
+        ValueError, FileNotFoundError: A setting the backend needs is missing or wrong (one line
+            naming ``key``).
     """
-    return CachedJudge(JUDGES.get(cfg.backend)(cfg), cfg.cache_dir or cache_dir)
+    try:
+        judge = JUDGES.get(cfg.backend)(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        # The backends name their settings "judge.<field>"; say where that is in this config.
+        raise type(e)(str(e).replace("judge.", f"{key}.")) from None
+    return CachedJudge(judge, cfg.cache_dir or cache_dir)
