@@ -16,26 +16,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from vau.config.eval import JudgeConfig
 from vau.io import atomic_write_text
+from vau.metrics.anomeval import Judge
 from vau.registry import Registry
 
 
 class JudgeError(RuntimeError):
     """A judge call that cannot succeed (bad request, missing key, retries exhausted, odd response)."""
-
-
-class Judge(Protocol):
-    """One user message in, the answer text out."""
-
-    identity: str
-    """Backend, model and decoding settings: part of the cache key (never holds an API key)."""
-
-    def complete(self, prompt: str) -> str:
-        """The judge's answer to ``prompt`` (sent as a single user message)."""
-        ...
 
 
 def _one_line(text: str, limit: int = 200) -> str:

@@ -28,9 +28,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from vau.eval.judge import Judge
 from vau.progress import track
 
 PROMPT_FIELDS = {
@@ -46,6 +45,17 @@ NO_KEY_INFORMATION = "(none given: extract the key information from the referenc
 """What ``{key_information}`` holds when the annotation has no key sentences."""
 
 COMPONENTS = ("s1", "s2", "s3", "S")
+
+
+class Judge(Protocol):
+    """One user message in, the answer text out (backends: :mod:`vau.eval.judge`)."""
+
+    identity: str
+    """Backend, model and decoding settings: part of the cache key (never holds an API key)."""
+
+    def complete(self, prompt: str) -> str:
+        """The judge's answer to ``prompt`` (sent as a single user message)."""
+        ...
 
 
 @dataclass
