@@ -128,6 +128,35 @@ def _merge(cfg: DictConfig, node: Any, source: str, schema: DictConfig) -> DictC
         raise ConfigError(_format_error(e, source, schema)) from None
 
 
+def _parse_dotlist(dotlist: Sequence[str]) -> DictConfig:
+    try:
+        return OmegaConf.from_dotlist(list(dotlist))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"config error: bad override in {list(dotlist)}: {str(e).splitlines()[0]}") from None
+
+
+def _merged(schema_obj: Any, sources: Sequence[tuple[str, Any]]) -> DictConfig:
+    """``schema_obj`` (a dataclass) with ``sources`` merged on in order, interpolations resolved."""
+    schema = OmegaConf.structured(schema_obj)
+    OmegaConf.set_struct(schema, True)
+    _open_dict_fields(schema)
+    cfg = schema
+    for source, node in sources:
+        cfg = _merge(cfg, node, source, schema)
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", "?")
+        raise ConfigError(f"config error: cannot resolve {key}: {str(e).splitlines()[0]}") from None
+    return cfg
+
+
+def _frozen(cfg: DictConfig) -> DictConfig:
+    OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
 def _family_of(sources: Sequence[Any]) -> str:
     loose = OmegaConf.merge(*[OmegaConf.create(s) for s in sources]) if sources else OmegaConf.create()
     family = OmegaConf.select(loose, "model.family", default="lm", throw_on_resolution_failure=False)
@@ -198,27 +227,9 @@ def compose(
         gpath = _group_file(root, group, name)
         sources.append((f"{group}={name}", {group: _read_yaml(gpath)}))
 
-    try:
-        cli_node = OmegaConf.from_dotlist(dotlist)
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"config error: bad override in {dotlist}: {str(e).splitlines()[0]}") from None
-
+    cli_node = _parse_dotlist(dotlist)
     family = _family_of([s for _, s in sources] + [cli_node])
-    schema = OmegaConf.structured(FAMILIES.get(family).config_class())
-    OmegaConf.set_struct(schema, True)
-    _open_dict_fields(schema)
-    cfg = schema
-    for source, node in sources:
-        cfg = _merge(cfg, node, source, schema)
-    cfg = _merge(cfg, cli_node, _COMMAND_LINE, schema)
-    try:
-        OmegaConf.resolve(cfg)
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", "?")
-        raise ConfigError(f"config error: cannot resolve {key}: {str(e).splitlines()[0]}") from None
-    OmegaConf.set_struct(cfg, True)
-    OmegaConf.set_readonly(cfg, True)
-    return cfg
+    return _frozen(_merged(FAMILIES.get(family).config_class(), [*sources, (_COMMAND_LINE, cli_node)]))
 
 
 def to_yaml(cfg: DictConfig) -> str:
@@ -278,29 +289,13 @@ def compose_tool(schema_cls: type, group: str, config: str | None, overrides: Se
     Raises:
         ConfigError: with a one-line message naming the key, value and source.
     """
-    schema = OmegaConf.structured(schema_cls)
-    OmegaConf.set_struct(schema, True)
-    _open_dict_fields(schema)
     sources: list[tuple[str, dict]] = []
     if config:
         folder = conf_dir(conf_root) / group
         path = _tool_file(folder, config)
         sources = _tool_sources(path, path.parent)
-    try:
-        cli_node = OmegaConf.from_dotlist(list(overrides))
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"config error: bad override in {list(overrides)}: {str(e).splitlines()[0]}") from None
-    cfg = schema
-    for source, node in [*sources, (_COMMAND_LINE, cli_node)]:
-        cfg = _merge(cfg, node, source, schema)
-    try:
-        OmegaConf.resolve(cfg)
-        missing = sorted(OmegaConf.missing_keys(cfg))
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", "?")
-        raise ConfigError(f"config error: cannot resolve {key}: {str(e).splitlines()[0]}") from None
+    cfg = _merged(schema_cls, [*sources, (_COMMAND_LINE, _parse_dotlist(overrides))])
+    missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"config error: {', '.join(missing)} must be set (e.g. {missing[0]}=...)")
-    OmegaConf.set_struct(cfg, True)
-    OmegaConf.set_readonly(cfg, True)
-    return cfg
+    return _frozen(cfg)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from vau.data.manifest import iter_manifest
 from vau.io import atomic_write_text
 from vau.metrics import (
     caption_scores,
@@ -56,20 +57,6 @@ class TaskMetric(NamedTuple):
 TASK_METRICS: Registry[TaskMetric] = Registry("task metric")
 
 
-def _jsonl(path: Path) -> list[tuple[int, Any]]:
-    """(line number, parsed JSON or None when the line is not JSON) of each non-blank line."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append((lineno, json.loads(line)))
-            except json.JSONDecodeError:
-                out.append((lineno, None))
-    return out
-
-
 def _has_strings(obj: Any, keys: Sequence[str]) -> bool:
     """``obj`` is a JSON object whose ``keys`` hold strings."""
     return isinstance(obj, dict) and all(isinstance(obj.get(k), str) for k in keys)
@@ -98,7 +85,7 @@ def load_predictions(path: str | Path) -> tuple[list[dict], int]:
     p = predictions_file(path)
     rows: dict[str, dict] = {}
     skipped = 0
-    for lineno, obj in _jsonl(p):
+    for lineno, obj in iter_manifest(p):
         if not _has_strings(obj, _REQUIRED):
             log.warning("%s:%d: skipped (expected a JSON object with string id, task, answer)", p, lineno)
             skipped += 1
@@ -119,7 +106,7 @@ def load_references(path: str | Path) -> dict[str, dict]:
         ValueError: A line that is not a JSON object with a string id.
     """
     out: dict[str, dict] = {}
-    for lineno, obj in _jsonl(Path(path)):
+    for lineno, obj in iter_manifest(path):
         if not _has_strings(obj, ("id",)):
             raise ValueError(f"references {path}:{lineno}: expected a JSON object with a string id")
         out[obj["id"]] = {k: obj[k] for k in GROUND_TRUTH if k in obj}

@@ -8,7 +8,6 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import torch
 
 
-
 def load_export(source: str | Path) -> tuple[Any, torch.nn.Module]:
     """Rebuilds a run's model from its export: ``(resolved config, model in eval mode)``.
 

@@ -23,6 +23,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from vau.data.manifest import iter_manifest
 from vau.eval.hard_prompt import FramePlan, dense_frames, plan_frames, top_segments
 from vau.io import atomic_write_text
 from vau.registry import Registry
@@ -91,33 +92,23 @@ def read_records(folder: Path, skipped: Optional[dict] = None) -> Iterator[dict]
     for path in files:
         if not path.is_file():
             continue
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # the last line of a killed writer
-                if isinstance(rec, dict) and "id" in rec:
-                    yield rec
-                elif isinstance(rec, dict) and "skipped" in rec and skipped is not None:
-                    skipped[rec["skipped"]] = rec["error"]
+        for _, rec in iter_manifest(path):  # a line that is not JSON (cut by a kill) is not a dict: skipped
+            if isinstance(rec, dict) and "id" in rec:
+                yield rec
+            elif isinstance(rec, dict) and "skipped" in rec and skipped is not None:
+                skipped[rec["skipped"]] = rec["error"]
 
 
 def _explicit_questions(path: str) -> dict[str, list[dict]]:
     by_video: dict[str, list[dict]] = defaultdict(list)
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("video"), str) or not isinstance(rec.get("question"), str):
-                raise ValueError(f'{path}:{n}: expected {{"video": ..., "question": ...}} (optional task, id, reference)')
-            video = Path(rec["video"]).stem
-            by_video[video].append({"id": rec.get("id") or f"{video}#{n}", "task": rec.get("task", "qa"),
-                                    "prompt": rec["question"], "reference": rec.get("reference")})
+    for n, rec in iter_manifest(path):
+        if isinstance(rec, ValueError):
+            raise ValueError(f"{path}:{n}: {rec}")
+        if not isinstance(rec, dict) or not isinstance(rec.get("video"), str) or not isinstance(rec.get("question"), str):
+            raise ValueError(f'{path}:{n}: expected {{"video": ..., "question": ...}} (optional task, id, reference)')
+        video = Path(rec["video"]).stem
+        by_video[video].append({"id": rec.get("id") or f"{video}#{n}", "task": rec.get("task", "qa"),
+                                "prompt": rec["question"], "reference": rec.get("reference")})
     return by_video
 
 
@@ -245,7 +236,7 @@ class InferModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, model_cfg: Any, tok: Any, cfg: Any, name: str) -> None:
         super().__init__()
         self.model, self.model_cfg, self.tok, self.cfg, self.name = model, model_cfg, tok, cfg, name
-        self.gen = {k: v for k, v in dict(cfg.generation).items()}
+        self.gen = dict(cfg.generation)
         self.ranker: Optional[Callable] = None
         self.bad: list[dict] = []
         self.answered = 0

@@ -56,14 +56,14 @@ class HFJudge:
         self._tok: Any = None
 
     def _load(self) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        from vau.models.llm import torch_dtype
+        from vau.models.llm import load_pretrained_lm
 
         cfg = self.cfg
-        common = {"gguf_file": cfg.gguf_file, "trust_remote_code": cfg.trust_remote_code, "local_files_only": True}
-        self._tok = AutoTokenizer.from_pretrained(cfg.model, **common)
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch_dtype(cfg.dtype), **common)
+        self._tok = AutoTokenizer.from_pretrained(cfg.model, gguf_file=cfg.gguf_file,
+                                                  trust_remote_code=cfg.trust_remote_code, local_files_only=True)
+        model = load_pretrained_lm(cfg.model, cfg.dtype, cfg.gguf_file, cfg.trust_remote_code, key="judge.model")
         self._model = model.to(cfg.device).eval()
 
     def complete(self, prompt: str) -> str:

@@ -19,6 +19,32 @@ def torch_dtype(name: str) -> torch.dtype:
         raise ValueError(f"dtype {name!r}: expected one of {', '.join(_DTYPES)}") from None
 
 
+def load_pretrained_lm(path: str | Path, dtype: str, gguf_file: str | None = None, trust_remote_code: bool = False,
+                       key: str = "model.llm.pretrained", **kwargs: Any) -> nn.Module:
+    """A causal LM from a *local* HF directory (offline; safetensors, or ``gguf_file`` inside it).
+
+    Args:
+        path: The model folder.
+        dtype: Weights dtype name (float32, bfloat16, float16).
+        gguf_file: A GGUF file in ``path`` to load instead of safetensors.
+        trust_remote_code: Allow model code from the folder.
+        key: The config key that named ``path`` (for the error message).
+        **kwargs: More ``from_pretrained`` arguments (``attn_implementation``).
+
+    Raises:
+        FileNotFoundError: ``path`` is not a directory.
+    """
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{key}={path}: not a directory (expected a local HF model dir)")
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code,
+                                                local_files_only=True, **kwargs)
+
+
 def build_causal_lm(cfg: Any) -> nn.Module:
     """Builds a Hugging Face causal LM from a ``CausalLMSection``.
 
@@ -35,19 +61,11 @@ def build_causal_lm(cfg: Any) -> nn.Module:
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    dtype = torch_dtype(cfg.dtype)
     kwargs: dict[str, Any] = {}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
     if cfg.pretrained:
-        path = Path(cfg.pretrained)
-        if not path.is_dir():
-            raise FileNotFoundError(f"model.llm.pretrained={path}: not a directory (expected a local HF model dir)")
-        if cfg.gguf_file:
-            kwargs["gguf_file"] = cfg.gguf_file
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=dtype, trust_remote_code=cfg.trust_remote_code, local_files_only=True, **kwargs
-        )
+        model = load_pretrained_lm(cfg.pretrained, cfg.dtype, cfg.gguf_file, cfg.trust_remote_code, **kwargs)
     else:
         hf_cfg = AutoConfig.for_model(
             cfg.arch,
@@ -60,7 +78,7 @@ def build_causal_lm(cfg: Any) -> nn.Module:
             max_position_embeddings=cfg.max_position_embeddings,
             tie_word_embeddings=False,
         )
-        model = AutoModelForCausalLM.from_config(hf_cfg, dtype=dtype, **kwargs)
+        model = AutoModelForCausalLM.from_config(hf_cfg, dtype=torch_dtype(cfg.dtype), **kwargs)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
