@@ -47,6 +47,7 @@ class ShardDataModule(L.LightningDataModule):
         self._val: Optional[ShardStream] = None
         self._resume: Optional[dict] = None
         self._position: dict[int, dict] = {}
+        self._position_epoch: Optional[int] = None
         self._last_worker: Optional[int] = None
 
     # --- hooks for families ---------------------------------------------------------------
@@ -92,7 +93,7 @@ class ShardDataModule(L.LightningDataModule):
             rank=rank, world_size=world, epoch_batches=self.epoch_batches(sources, world),
             shuffle_buffer=d.shuffle_buffer if d.shuffle else 0, shuffle_initial=d.shuffle_initial,
         )
-        self._position, self._last_worker = {}, None
+        self._position, self._position_epoch, self._last_worker = {}, None, None
         if self._resume is not None:
             self._apply_resume(self._resume, rank, world)
             self._resume = None
@@ -115,6 +116,11 @@ class ShardDataModule(L.LightningDataModule):
         """Strips the stream position from a batch; records it for batches the model trains on."""
         meta = batch.pop(META, None) if isinstance(batch, dict) else None
         if meta is not None and self.trainer is not None and self.trainer.training:
+            if meta["epoch"] != self._position_epoch:
+                # A new epoch: workers that have not yet delivered a batch of it start at 0,
+                # not at the previous epoch's cursor (which would shrink their quota to 0).
+                self._position, self._last_worker = {}, None
+                self._position_epoch = int(meta["epoch"])
             w = int(meta["worker"])
             self._position[w] = {"cursor": int(meta["cursor"]), "batches": int(meta["batches"])}
             self._last_worker = w
@@ -130,16 +136,22 @@ class ShardDataModule(L.LightningDataModule):
         if self.trainer is None or self._train is None:
             return {}
         nw = max(1, self.cfg.data.num_workers)
+        epoch = self._position_epoch if self._position else self._epoch()
         mine = {
             "workers": {str(k): v for k, v in self._position.items()},
             "next_worker": 0 if self._last_worker is None else (self._last_worker + 1) % nw,
             "bad": self.bad_samples(True),
         }
+        if self._train.epoch_batches is not None and \
+                sum(v["batches"] for v in self._position.values()) >= self._train.epoch_batches:
+            # The epoch's last batch is done: resume at the start of the next epoch (ranks agree,
+            # they all run the same number of batches), never into an empty rest of this one.
+            epoch, mine = epoch + 1, {"workers": {}, "next_worker": 0, "bad": 0}
         ranks = [mine]
         if torch.distributed.is_available() and torch.distributed.is_initialized() and self.trainer.world_size > 1:
             ranks = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(ranks, mine)
-        return {"epoch": self._epoch(), "num_workers": nw, "ranks": ranks}
+        return {"epoch": epoch, "num_workers": nw, "ranks": ranks}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores the data position; applied when the train loader is built."""
@@ -152,9 +164,12 @@ class ShardDataModule(L.LightningDataModule):
             log.warning(
                 "data position saved with %d rank(s) x %d worker(s), now %d x %d: epoch %d restarts its stream "
                 "(samples of this epoch may repeat)", len(state["ranks"]), state["num_workers"], world, nw, state["epoch"])
+            self._train.set_epoch(int(state["epoch"]))
+            self._train.resume({}, 0)
             return
         mine = state["ranks"][rank]
         self._train.set_epoch(int(state["epoch"]))
         self._train.resume({int(k): v for k, v in mine["workers"].items()}, int(mine["next_worker"]), int(mine.get("bad", 0)))
         self._position = {int(k): dict(v) for k, v in mine["workers"].items()}
+        self._position_epoch = int(state["epoch"])
         self._last_worker = (int(mine["next_worker"]) - 1) % nw if mine["workers"] else None

@@ -115,14 +115,15 @@ class ShardStream(IterableDataset):
         self.epoch = 0
         self.start: dict[int, dict] = {}
         self.next_worker = 0
+        self.resume_pending = False
+        """The next pass continues from ``start`` in ``epoch`` (set by :meth:`resume`)."""
         # Shared with the worker processes (passed at their start): bad samples this epoch,
         # per logical worker, so the main process can log the count.
         self._bad = mp.Array("q", 64, lock=True)
 
     def set_epoch(self, epoch: int) -> None:
-        """Selects the epoch (reseeds the stream) and resets the bad-sample count."""
-        if epoch != self.epoch:
-            self.start, self.next_worker = {}, 0
+        """Starts ``epoch`` from its beginning (reseeds the stream) and resets the bad-sample count."""
+        self.start, self.next_worker = {}, 0
         self.epoch = epoch
         with self._bad.get_lock():
             self._bad[:] = [0] * len(self._bad)
@@ -138,6 +139,17 @@ class ShardStream(IterableDataset):
         self.start = {int(k): dict(v) for k, v in workers.items()}
         self.next_worker = next_worker
         self._bad[0] = bad
+        self.resume_pending = True
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank (training with a known epoch length).
+
+        Lightning needs the length to tell an epoch's last batch, to count a checkpoint taken
+        on it as the end of the epoch and to restart the next epoch clean on resume.
+        """
+        if not self.train or self.epoch_batches is None:
+            raise TypeError("this shard stream has no length (evaluation pass or endless epoch)")
+        return self.epoch_batches
 
     @property
     def bad_samples(self) -> int:
@@ -208,7 +220,7 @@ class ShardStream(IterableDataset):
 
     def _emit(self, samples: list[dict], worker: int, cursor: int, batches: int) -> dict:
         out = self.collate_fn(samples)
-        out[META] = {"worker": worker, "cursor": cursor, "batches": batches}
+        out[META] = {"epoch": self.epoch, "worker": worker, "cursor": cursor, "batches": batches}
         return out
 
 
@@ -223,9 +235,12 @@ class ShardLoader(DataLoader):
         self.epoch_fn = epoch_fn
 
     def __iter__(self):  # type: ignore[override]
-        epoch = self.epoch_fn()
-        if epoch != self.dataset.epoch or not self.dataset.start:
-            self.dataset.set_epoch(epoch)
+        if self.dataset.resume_pending:
+            # A resumed epoch keeps the saved epoch: Lightning builds this iterator before it
+            # restores its own epoch counter, so ``epoch_fn`` may still name the previous epoch.
+            self.dataset.resume_pending = False
+        else:
+            self.dataset.set_epoch(self.epoch_fn())
         it = super().__iter__()
         # The saved position applies to the first pass only; later passes start the epoch fresh.
         self.dataset.start, self.dataset.next_worker = {}, 0

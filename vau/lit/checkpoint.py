@@ -59,12 +59,28 @@ class VauCheckpoint(ModelCheckpoint):
         )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        final = 0 < trainer.max_steps <= trainer.global_step
-        if (final or trainer.should_stop) and self._last_global_step_saved != trainer.global_step:
-            candidates = self._monitor_candidates(trainer)
-            self._save_topk_checkpoint(trainer, candidates)
-            self._save_last_checkpoint(trainer, candidates)
+        # The decision is ours, not ModelCheckpoint's: with ``monitor="step"`` Lightning defers a
+        # save that falls on an epoch's last batch to a validation that may never run, and a
+        # stop requested by a signal or the final step would otherwise be missed.
+        if self._last_global_step_saved == trainer.global_step or trainer.sanity_checking:
+            return
+        step = trainer.global_step
+        periodic = self._every_n_train_steps > 0 and step % self._every_n_train_steps == 0
+        final = 0 < trainer.max_steps <= step
+        if periodic or final or trainer.should_stop:
+            self.save_now(trainer)
+
+    def save_now(self, trainer) -> None:
+        """Writes the step checkpoint (newest ``keep`` kept) and ``last.ckpt`` of the current step."""
+        candidates = self._monitor_candidates(trainer)
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        """Step checkpoints only: no save at validation end (see ``on_train_batch_end``)."""
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Step checkpoints only: the epoch's last batch was saved at its batch end if due."""
 
 
 def _complete(path: Path) -> bool:
