@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import ipaddress
 import json
+import logging
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +25,8 @@ from vau.config.eval import JudgeConfig
 from vau.io import atomic_write_text
 from vau.metrics.anomeval import Judge
 from vau.registry import Registry
+
+log = logging.getLogger(__name__)
 
 
 class JudgeError(RuntimeError):
@@ -92,12 +97,49 @@ class _Transient(Exception):
     """A failure worth retrying (429, 5xx, network, timeout)."""
 
 
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``, the port made explicit (80/443 when left out)."""
+    parts = urllib.parse.urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "")
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _is_local(host: str | None) -> bool:
+    """Whether ``host`` is this machine: ``localhost``, 127.0.0.0/8 or ::1."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _SameOriginRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows redirects within one origin only; urllib would resend ``Authorization`` to any host."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        """The default redirect for a same-origin target; a :class:`JudgeError` for any other."""
+        src, dst = _origin(req.full_url), _origin(newurl)
+        if src != dst:
+            fp.close()  # urllib closes it only when a redirect is followed
+            # A permanent config problem, not a transient one: never retried.
+            raise JudgeError(f"judge.base_url redirected from {src} to {dst}: "
+                             "refusing to send the API key to another origin")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class HTTPJudge:
     """An OpenAI-compatible ``POST {base_url}/chat/completions`` endpoint.
 
     The API key comes from the environment variable ``cfg.api_key_env`` at call time, so a
     fully cached re-run needs no key. Errors 429/5xx, network errors and timeouts are retried
     ``cfg.retries`` times, waiting ``cfg.backoff_s`` seconds and doubling; other 4xx fail at once.
+    Redirects are followed only within the origin (scheme, host, port) of the request, so the
+    key never reaches another server; a plain ``http://`` URL to a non-local host logs a warning.
 
     Args:
         cfg: The judge settings (``backend=http``).
@@ -117,6 +159,11 @@ class HTTPJudge:
                          f"max_tokens={cfg.max_new_tokens} temperature={cfg.temperature}")
         self.sleep: Callable[[float], None] = time.sleep
         """Waits between retries (tests replace it)."""
+        self._opener = urllib.request.build_opener(_SameOriginRedirect)
+        parts = urllib.parse.urlsplit(cfg.base_url)
+        if parts.scheme.lower() == "http" and not _is_local(parts.hostname):
+            log.warning("judge.base_url=%s is plain http: the API key would travel unencrypted to %s (use https)",
+                        cfg.base_url, parts.hostname)
 
     def _key(self) -> str:
         key = os.environ.get(self.cfg.api_key_env)
@@ -148,7 +195,7 @@ class HTTPJudge:
     def _post(self, body: bytes, headers: dict[str, str]) -> str:
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as resp:
+            with self._opener.open(request, timeout=self.cfg.timeout_s) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as e:  # before URLError: it is a subclass
             excerpt = _one_line(e.read().decode("utf-8", errors="replace"))
