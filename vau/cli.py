@@ -6,11 +6,15 @@ New sub-commands (shards, synth, infer, eval, sweep, export) register a module h
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from typing import Sequence
 
 from vau.registry import Registry
+
+_USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+"""OSErrors told in one line (disk full, read-only file system, permission denied, quota)."""
 
 COMMANDS: Registry[str] = Registry("command")
 COMMANDS.register("train", "vau.commands.train")
@@ -39,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vau` console script; returns the exit code."""
     from vau.config import ConfigError
+    from vau.errors import VauError
     from vau.eval.judge import JudgeError
 
     parser = build_parser()
@@ -52,10 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         return int(args._run(args) or 0)
-    except (ConfigError, FileNotFoundError, FileExistsError, JudgeError, KeyError, ValueError) as e:
+    except (VauError, ConfigError, FileNotFoundError, FileExistsError, JudgeError, KeyError, ValueError) as e:
         # User errors: one line, no traceback.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"vau {args.command}: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in _USER_ERRNOS:
+            raise
+        # Disk full, read-only or forbidden paths: the user fixes these, a traceback does not help.
+        where = f": {e.filename}" if e.filename else ""
+        print(f"vau {args.command}: {e.strerror or e}{where}", file=sys.stderr)
         return 2
 
 

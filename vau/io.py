@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 def current_umask() -> int:
@@ -64,3 +65,28 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+_STALE = re.compile(r"^\..+\.(?:[A-Za-z0-9_]{8}(?:\.tmp)?|old)$")
+"""Names :func:`atomic_path` (``.<name>.XXXXXXXX.tmp``) and :func:`atomic_dir` (``.<name>.XXXXXXXX``,
+``.<name>.old``) give their temporaries."""
+
+
+def remove_stale_temps(folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """Removes the temp files and folders a killed atomic write left in ``folders``; returns them.
+
+    Only call this when nothing else writes there (at the start of a run, on one rank).
+    """
+    removed = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if not _STALE.match(path.name):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -11,12 +11,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vau.lit.checkpoint import AtomicCheckpointIO, find_resume_checkpoint, load_weights, write_export
+from vau.errors import RunDirError
+from vau.lit.checkpoint import AtomicCheckpointIO, check_resume_fits, find_resume_checkpoint, load_weights, write_export
 
 
 def _touch(path: Path, mtime: float | None = None) -> Path:
+    """A small, readable full-state checkpoint (resume=auto skips unreadable ones)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x")
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "global_step": 1}, path)
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
@@ -57,6 +59,37 @@ def test_last_ckpt_when_at_least_as_new(tmp_path):
     assert find_resume_checkpoint(tmp_path, "auto") == str(ck / "last.ckpt")
     os.utime(ck / "last.ckpt", (1500, 1500))  # older than the newest step checkpoint
     assert find_resume_checkpoint(tmp_path, "auto") == str(ck / "step=000040.ckpt")
+
+
+def test_truncated_newest_falls_back_to_newest_intact(tmp_path, caplog):
+    ck = tmp_path / "checkpoints"
+    _touch(ck / "step=000003.ckpt", mtime=1000)
+    _touch(ck / "step=000006.ckpt", mtime=2000)
+    last = _touch(ck / "last.ckpt", mtime=3000)
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # killed mid-copy, or a full disk
+    os.utime(last, (3000, 3000))
+    assert find_resume_checkpoint(tmp_path, "auto") == str(ck / "step=000006.ckpt")
+    assert "skipping unreadable checkpoint" in caplog.text and "last.ckpt" in caplog.text
+    (ck / "step=000006.ckpt").write_bytes(b"PK\x03\x04garbage")
+    assert find_resume_checkpoint(tmp_path, "auto") == str(ck / "step=000003.ckpt")
+    (ck / "step=000003.ckpt").write_bytes(b"")
+    with pytest.raises(RunDirError, match="no readable checkpoint"):
+        find_resume_checkpoint(tmp_path, "auto")
+    with pytest.raises(RunDirError, match="cannot be read"):
+        find_resume_checkpoint(tmp_path, str(last))
+
+
+def test_resume_into_a_changed_model_names_the_keys(tmp_path):
+    ckpt = tmp_path / "c.ckpt"
+    torch.save({"state_dict": nn.Linear(3, 4).state_dict()}, ckpt)
+    check_resume_fits(nn.Linear(3, 4), ckpt)  # same shapes: no error
+    wider = nn.Linear(3, 8, bias=False)
+    wider.register_buffer("extra", torch.zeros(1))
+    with pytest.raises(RunDirError) as e:
+        check_resume_fits(wider, ckpt)
+    msg = str(e.value)
+    assert "\n" not in msg and "weight (4, 3) vs (8, 3)" in msg
+    assert "1 unexpected: bias" in msg and "1 missing: extra" in msg
 
 
 def test_last_ckpt_alone(tmp_path):

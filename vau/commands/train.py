@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "train a model (a conf/ experiment or a saved config.yaml, plus key=value overrides)"
 
@@ -13,10 +14,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vau.signals import STOP, RunStopped
+
+    STOP.install()  # before the heavy imports: a signal during start-up is recorded, not fatal
     from vau.config import compose
     from vau.train import train
 
     cfg = compose(args.overrides, config_file=args.config)
-    run_dir = train(cfg)
+    try:
+        run_dir = train(cfg)
+    except RunStopped as e:
+        print(f"vau train: {e}; run dir: {cfg.run.dir}", file=sys.stderr)
+        return e.exit_code
     print(f"run dir: {run_dir}")
     return 0

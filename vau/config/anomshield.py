@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from vau.config.data import ShardDataConfig
 from vau.config.schema import CausalLMSection, ModelConfig, RunConfig
+from vau.errors import ConfigError
 
 
 @dataclass
@@ -89,3 +90,12 @@ class AnomShieldRunConfig(RunConfig):
     """AnomShield model section."""
     data: AnomShieldDataConfig = field(default_factory=AnomShieldDataConfig)
     """Shard data section."""
+
+    @classmethod
+    def check(cls, cfg: Any) -> None:
+        """Also: a clip fits the temporal embedding table (checked before the model is built)."""
+        super().check(cfg)
+        frames, table = cfg.data.decode.frames, cfg.model.max_frames
+        if frames > table:
+            raise ConfigError(f"data.decode.frames={frames} exceeds model.max_frames={table} (the temporal "
+                              "embedding table): lower data.decode.frames or raise model.max_frames")

@@ -18,6 +18,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from vau.errors import ConfigError
 from vau.families import FAMILIES
 from vau.io import atomic_write_text
 
@@ -25,10 +26,6 @@ from vau.io import atomic_write_text
 GROUPS = ("model", "data", "optim", "trainer", "ckpt", "logger")
 
 _COMMAND_LINE = "command line"
-
-
-class ConfigError(ValueError):
-    """A config problem, described in one line (key, value, source, expectation)."""
 
 
 def conf_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -229,7 +226,10 @@ def compose(
 
     cli_node = _parse_dotlist(dotlist)
     family = _family_of([s for _, s in sources] + [cli_node])
-    return _frozen(_merged(FAMILIES.get(family).config_class(), [*sources, (_COMMAND_LINE, cli_node)]))
+    schema_cls = FAMILIES.get(family).config_class()
+    cfg = _merged(schema_cls(), [*sources, (_COMMAND_LINE, cli_node)])
+    schema_cls.check(cfg)
+    return _frozen(cfg)
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
+
+from omegaconf import OmegaConf
+
+from vau.errors import ConfigError
 
 
 @dataclass
@@ -201,6 +205,23 @@ class RunConfig:
     """null = fresh run; auto = newest full-state checkpoint in run.dir if any; or a path."""
     init_from: Optional[str] = None
     """Export directory whose weights initialise the model (weights only, not a resume)."""
+
+    POSITIVE: ClassVar[tuple[str, ...]] = (
+        "data.batch_size", "data.val_batch_size", "data.decode.frames", "ckpt.every_n_steps", "ckpt.keep",
+        "trainer.accumulate_grad_batches", "trainer.log_every_n_steps", "trainer.num_nodes",
+    )
+    """Keys that must be > 0 when set (0 would divide by zero or silently switch a feature off)."""
+
+    @classmethod
+    def check(cls, cfg: Any) -> None:
+        """Refuses values the types admit but no run can use; raises ConfigError (one line)."""
+        for key in cls.POSITIVE:
+            value = OmegaConf.select(cfg, key, default=None)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{key}={value}: expected a positive integer")
+        workers = OmegaConf.select(cfg, "data.num_workers", default=0)
+        if workers < 0:
+            raise ConfigError(f"data.num_workers={workers}: expected 0 (load in the main process) or more")
 
 
 @dataclass

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from vau.data.sampler import ResumableSampler
+from vau.signals import ignore_stop_signals
 
 
 class VauDataModule(L.LightningDataModule):
@@ -48,6 +49,7 @@ class VauDataModule(L.LightningDataModule):
             num_workers=nw,
             collate_fn=self.collate_fn,
             persistent_workers=nw > 0,
+            worker_init_fn=ignore_stop_signals,  # the main process owns the stop (vau.signals)
             # A private generator: iterating a loader must not consume the global RNG, or a
             # resumed run (which re-creates its loader) would draw different dropout masks.
             generator=torch.Generator().manual_seed(self.cfg.run.seed),

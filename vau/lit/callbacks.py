@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.throughput import Throughput
 
+from vau.lit.preemption import stop_of
+
 log = logging.getLogger("vau.data")
 
 
@@ -66,13 +68,18 @@ class ThroughputLogger(L.Callback):
 
 
 class ExportOnEnd(L.Callback):
-    """Writes ``<run.dir>/export`` (trainable weights + config) when ``fit`` finishes."""
+    """Writes ``<run.dir>/export`` (trainable weights + config) when ``fit`` reaches its end.
+
+    A run stopped by a signal writes none: the next stage's ``init_from``, ``vau sweep`` and
+    SLURM ``afterok`` must not take a partial run for a finished one.
+    """
 
     def __init__(self, target: str | Path) -> None:
         self.target = Path(target)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        pl_module.export(self.target, trainer)
+        if stop_of(trainer) is None:
+            pl_module.export(self.target, trainer)
 
 
 class BadSampleLogger(L.Callback):

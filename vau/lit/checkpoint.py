@@ -9,16 +9,21 @@ Layout under ``<run.dir>``::
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 
+from vau.errors import RunDirError
 from vau.io import atomic_dir, atomic_path
+
+log = logging.getLogger("vau")
 
 _STEP_RE = re.compile(r"step=(\d+)")
 
@@ -72,15 +77,51 @@ class VauCheckpoint(ModelCheckpoint):
 
     def save_now(self, trainer) -> None:
         """Writes the step checkpoint (newest ``keep`` kept) and ``last.ckpt`` of the current step."""
+        # Lightning logs this batch's metrics row only after the batch-end hooks: the row rides
+        # in the checkpoint (restored by ``on_train_start``), and every earlier row is flushed
+        # first, so a SIGKILL right after the save loses no row.
+        self._tail = pending_step_rows(trainer)
+        for lg in trainer.loggers:
+            lg.save()
         candidates = self._monitor_candidates(trainer)
         self._save_topk_checkpoint(trainer, candidates)
         self._save_last_checkpoint(trainer, candidates)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "metrics_tail": getattr(self, "_tail", [])}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_tail = list(state_dict.get("metrics_tail", []))
+        super().load_state_dict({k: v for k, v in state_dict.items() if k != "metrics_tail"})
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """metrics.csv continues at the resumed step: later rows (of the lost segment) go, the checkpoint's row returns."""
+        for lg in trainer.loggers:
+            restart = getattr(lg, "restart_at", None)
+            if callable(restart):
+                restart(trainer.global_step, getattr(self, "_resume_tail", []))
 
     def on_validation_end(self, trainer, pl_module) -> None:
         """Step checkpoints only: no save at validation end (see ``on_train_batch_end``)."""
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """Step checkpoints only: the epoch's last batch was saved at its batch end if due."""
+
+
+def pending_step_rows(trainer) -> list[dict[str, Any]]:
+    """The step row Lightning will log once this batch's end hooks return (none if not a logging step)."""
+    lc = trainer._logger_connector
+    if lc._first_loop_iter is None or not (lc.should_update_logs or trainer.fast_dev_run):
+        return []
+    metrics = convert_tensors_to_scalars(lc.metrics["log"])
+    if not metrics:
+        return []
+    # As LoggerConnector.log_metrics numbers it: an explicit "step" metric, else batches stepped.
+    step = metrics.pop("step", None)
+    if step is None:
+        metrics.setdefault("epoch", trainer.current_epoch)
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+    return [{**metrics, "step": int(step)}]
 
 
 def _complete(path: Path) -> bool:
@@ -95,36 +136,87 @@ def _step_of(path: Path) -> int:
     return int(m.group(1)) if m else -1
 
 
+def _unreadable(path: Path) -> Optional[str]:
+    """Why a full-state checkpoint cannot be loaded (one line), or None if it can."""
+    if path.is_dir():
+        return None  # a DeepSpeed folder: complete once its "latest" tag exists (``_complete``)
+    try:
+        # mmap: only the zip index and the small pickled header are read, not the tensors.
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 - truncated zip, bad pickle, I/O error: all mean unusable
+        return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+    return None
+
+
 def find_resume_checkpoint(run_dir: str | Path, resume: Optional[str]) -> Optional[str]:
     """Resolves the ``resume`` setting to a checkpoint path.
 
     Args:
         run_dir: The run directory.
-        resume: None (fresh run), ``"auto"`` (newest complete checkpoint in
+        resume: None (fresh run), ``"auto"`` (newest readable checkpoint in
             ``run_dir/checkpoints``, or None if there is none) or an explicit path.
 
     Returns:
-        The checkpoint path, or None to start fresh.
+        The checkpoint path, or None to start fresh. With ``auto``, a newest checkpoint that
+        cannot be read (a truncated ``last.ckpt``) is skipped with a warning for the newest
+        intact one, so a requeued job does not fail the same way on every restart.
 
     Raises:
         FileNotFoundError: if an explicit path does not exist.
+        RunDirError: if an explicit path cannot be read.
     """
     if not resume:
         return None
     if resume != "auto":
-        if not _complete(Path(resume)):
+        path = Path(resume)
+        if not _complete(path):
             raise FileNotFoundError(f"resume={resume}: no such (complete) checkpoint")
+        why = _unreadable(path)
+        if why is not None:
+            raise RunDirError(f"resume={resume}: the checkpoint cannot be read ({why})")
         return str(resume)
     ckpt_dir = Path(run_dir) / "checkpoints"
     if not ckpt_dir.is_dir():
         return None
     cands = [p for p in ckpt_dir.iterdir() if p.name.endswith(".ckpt") and not p.name.startswith(".") and _complete(p)]
-    steps = [p for p in cands if _step_of(p) >= 0]
-    newest = max(steps, key=_step_of) if steps else None
+    # Newest first: step checkpoints by step, last.ckpt ahead of the newest step one it is not older than.
+    order = sorted((p for p in cands if _step_of(p) >= 0), key=_step_of, reverse=True)
     last = ckpt_dir / "last.ckpt"
-    if last in cands and (newest is None or last.stat().st_mtime >= newest.stat().st_mtime):
-        return str(last)
-    return str(newest) if newest else None
+    if last in cands:
+        order.insert(0 if not order or last.stat().st_mtime >= order[0].stat().st_mtime else 1, last)
+    for path in order:
+        why = _unreadable(path)
+        if why is None:
+            return str(path)
+        log.warning("vau: resume=auto: skipping unreadable checkpoint %s (%s)", path, why)
+    if order:
+        raise RunDirError(f"resume=auto: no readable checkpoint in {ckpt_dir} ({len(order)} unreadable); "
+                          "remove them to start fresh")
+    return None
+
+
+def check_resume_fits(module: torch.nn.Module, ckpt_path: str | Path) -> None:
+    """Raises RunDirError (one line) if the checkpoint's weights do not fit ``module``.
+
+    Called before anything in the run dir is written: a resume after a model change must fail
+    with the keys that changed, not after renaming the old config away.
+    """
+    path = Path(ckpt_path)
+    if path.is_dir():
+        return  # DeepSpeed: the engine checks its own partitions when it loads them
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("state_dict", {})
+    own = module.state_dict()
+    problems = []
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+              if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    for what, keys in (("shape mismatch", shapes), ("unexpected", sorted(set(state) - set(own))),
+                       ("missing", sorted(set(own) - set(state)))):
+        if keys:
+            more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+            problems.append(f"{len(keys)} {what}: {', '.join(keys[:3])}{more}")
+    if problems:
+        raise RunDirError(f"resume: checkpoint {path} does not fit this model ({'; '.join(problems)}); "
+                          "restore the model settings of the run's config.yaml or choose another run.dir")
 
 
 def write_export(target: str | Path, tensors: dict[str, torch.Tensor], config_yaml: str,
@@ -146,6 +238,20 @@ def write_export(target: str | Path, tensors: dict[str, torch.Tensor], config_ya
     return Path(target)
 
 
+def export_weights_file(source: str | Path) -> Path:
+    """The ``model.safetensors`` of an export folder (or file) named by ``init_from``.
+
+    Raises:
+        FileNotFoundError: one line, if there is no weights file there.
+    """
+    path = Path(source)
+    file = path / "model.safetensors" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"init_from={source}: no model.safetensors (expected an export folder: "
+                                "train the run that writes it first, or set init_from=PATH)")
+    return file
+
+
 def load_weights(model: torch.nn.Module, source: str | Path, strict: bool = False) -> list[str]:
     """Loads exported weights (``init_from``) into ``model``: weights only, no optimizer state.
 
@@ -161,12 +267,7 @@ def load_weights(model: torch.nn.Module, source: str | Path, strict: bool = Fals
         FileNotFoundError: if there is no weights file.
         KeyError: listing unexpected, missing (strict) or shape-mismatched keys.
     """
-    path = Path(source)
-    file = path / "model.safetensors" if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"init_from={source}: no model.safetensors (expected an export folder: "
-                                "train the run that writes it first, or set init_from=PATH)")
-    weights = load_file(str(file))
+    weights = load_file(str(export_weights_file(source)))
     own = model.state_dict()
     unexpected = sorted(k for k in weights if k not in own)
     mismatched = sorted(f"{k}: {tuple(weights[k].shape)} vs {tuple(own[k].shape)}"

@@ -19,8 +19,10 @@ from vau.io import atomic_path, atomic_write_text
 class _ResumableWriter(ExperimentWriter):
     """Appends to an existing metrics.csv instead of deleting it (Lightning's default).
 
-    On the first save after a restart, rows at or past the first new step are dropped:
-    they were logged by the interrupted run after its last checkpoint and are re-done now.
+    A (re)started run calls :meth:`restart_at` with the step it starts from: rows at or past
+    it were logged by the interrupted run after its last checkpoint and are re-done now, and
+    the checkpoint's own step row (logged after the save) is put back if the kill lost it.
+    Without that call, the first save drops rows at or past the first new step.
     """
 
     def __init__(self, log_dir: str) -> None:
@@ -37,6 +39,22 @@ class _ResumableWriter(ExperimentWriter):
                 reader = csv.DictReader(f)
                 self.metrics_keys = list(reader.fieldnames or [])
                 self._rows = list(reader)
+
+    def restart_at(self, step: int, tail: list[dict]) -> None:
+        """Keeps rows before ``step``, adds the ``tail`` rows missing from them, rewrites the file."""
+        rows = self._rows if self._rows is not None else []
+        kept = [r for r in rows if r.get("step") in (None, "") or int(float(r["step"])) < step]
+
+        def present(t: dict) -> bool:
+            keys = [k for k in t if k not in ("step", "epoch")]
+            return any(r.get("step") not in (None, "") and int(float(r["step"])) == t["step"]
+                       and all(r.get(k) not in (None, "") for k in keys) for r in kept)
+
+        missing = [t for t in tail if not present(t)]
+        self._rows = None
+        self.metrics_keys = sorted(set(self.metrics_keys).union(*missing)) if missing else self.metrics_keys
+        if kept or missing or os.path.isfile(self.metrics_file_path):
+            self._rewrite(kept + missing)
 
     def log_hparams(self, params: dict[str, Any]) -> None:
         self.hparams.update(params)  # the run's config.yaml already records them
@@ -80,6 +98,11 @@ class RunCSVLogger(CSVLogger):
     @property
     def log_dir(self) -> str:
         return str(self.save_dir)
+
+    @rank_zero_only
+    def restart_at(self, step: int, tail: list[dict]) -> None:
+        """See :meth:`_ResumableWriter.restart_at` (called by VauCheckpoint at train start)."""
+        self.experiment.restart_at(step, tail)
 
     @property
     @rank_zero_only

@@ -75,7 +75,7 @@ def build_trainer(cfg: Any, run_dir: Path, conf_root: Path, loggers: Sequence, c
         # requeue (a save from inside the signal handler) is switched off.
         plugins.append(SLURMEnvironment(auto_requeue=False))
     max_epochs = t.max_epochs if t.max_epochs is not None else (-1 if t.max_steps > 0 else None)
-    return L.Trainer(
+    trainer = L.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
@@ -101,3 +101,7 @@ def build_trainer(cfg: Any, run_dir: Path, conf_root: Path, loggers: Sequence, c
         use_distributed_sampler=False,
         plugins=plugins,
     )
+    # Lightning's SIGTERM handler broadcasts inside the handler and then raises at the next
+    # batch, losing the stop checkpoint; vau.signals.STOP + PreemptionHandler own the signals.
+    trainer._signal_connector.register_signal_handlers = lambda: None
+    return trainer
