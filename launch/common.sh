@@ -26,8 +26,10 @@ vau_launch() {
   local run_dir
   run_dir=$(vau config get run.dir "${args[@]}") || exit 2
   mkdir -p "$run_dir"
-  # Preemption: SLURM sends USR1 (#SBATCH --signal) before the time limit; Lightning's SLURM
-  # plugin saves a checkpoint and requeues the job, which restarts here with resume=auto.
+  # Preemption: SLURM sends USR1 (#SBATCH --signal) before the time limit; vau stops at a step
+  # with a checkpoint, requeues the job (it restarts here with resume=auto) and exits 138. A
+  # scancel (SIGTERM) also checkpoints and exits 143: the job ends FAILED, so `afterok`
+  # dependants never start on a partial run. Only a run that reached its end exits 0.
   echo "vau: job ${SLURM_JOB_ID:-local} restart ${SLURM_RESTART_COUNT:-0}: vau train ${args[*]} -> $run_dir"
   if [ -n "${SLURM_JOB_ID:-}" ]; then
     srun --kill-on-bad-exit=1 --output="$run_dir/slurm-%j.out" --open-mode=append vau train "${args[@]}"
