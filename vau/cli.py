@@ -6,15 +6,11 @@ New sub-commands (shards, synth, infer, eval, sweep, export) register a module h
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import sys
 from typing import Sequence
 
 from vau.registry import Registry
-
-_USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
-"""OSErrors told in one line (disk full, read-only file system, permission denied, quota)."""
 
 COMMANDS: Registry[str] = Registry("command")
 COMMANDS.register("train", "vau.commands.train")
@@ -43,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vau` console script; returns the exit code."""
     from vau.config import ConfigError
-    from vau.errors import VauError
+    from vau.errors import VauError, user_os_error
     from vau.eval.judge import JudgeError
+    from vau.signals import RunStopped
 
     parser = build_parser()
     # argparse binds a positional list before an interleaved option (`show --config F k=v`
@@ -57,17 +54,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         return int(args._run(args) or 0)
+    except RunStopped as e:
+        # Not an error, but not finished either: the exit status says which signal stopped it.
+        print(f"vau {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     except (VauError, ConfigError, FileNotFoundError, FileExistsError, JudgeError, KeyError, ValueError) as e:
         # User errors: one line, no traceback.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"vau {args.command}: {msg}", file=sys.stderr)
         return 2
-    except OSError as e:
-        if e.errno not in _USER_ERRNOS:
+    except Exception as e:
+        err = user_os_error(e)
+        if err is None:
             raise
         # Disk full, read-only or forbidden paths: the user fixes these, a traceback does not help.
-        where = f": {e.filename}" if e.filename else ""
-        print(f"vau {args.command}: {e.strerror or e}{where}", file=sys.stderr)
+        where = f": {err.filename}" if err.filename else ""
+        print(f"vau {args.command}: {err.strerror or err}{where}", file=sys.stderr)
         return 2
 
 

@@ -6,6 +6,15 @@
 
 from __future__ import annotations
 
+import errno
+import re
+from typing import Optional
+
+USER_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT})
+"""OS errors the user fixes (disk full, read-only file system, permissions, quota): told in one line."""
+
+_OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")  # how Rust libraries (safetensors) report errno
+
 
 class VauError(Exception):
     """A problem the user can fix, described in one line (what, where, what was expected)."""
@@ -21,3 +30,29 @@ class DataError(VauError):
 
 class RunDirError(VauError):
     """A run dir that cannot be used (incompatible resume, not writable, disk full)."""
+
+
+def user_os_error(e: BaseException) -> Optional[OSError]:
+    """The disk-full/read-only/permission OSError behind ``e`` (its cause/context chain), if any.
+
+    torch.save reports a full disk as ``RuntimeError: ... unexpected pos`` with the OSError only
+    as its context, and safetensors as text; both should reach the user as "No space left".
+    """
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in USER_ERRNOS:
+            return e
+        m = _OS_ERROR_IN_TEXT.search(str(e))
+        if m and int(m.group(1)) in USER_ERRNOS:
+            code = int(m.group(1))
+            return OSError(code, os_strerror(code))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def os_strerror(code: int) -> str:
+    """The C library's text for ``code`` (``No space left on device`` for ENOSPC)."""
+    import os
+
+    return os.strerror(code)

@@ -44,6 +44,35 @@ def test_ecva_table8_local_then_rerun_starts_nothing(vau_cli, tmp_path):
     assert "all 6 member(s) finished" in again and "== sweep" not in again
 
 
+def test_stopped_member_stays_todo_and_the_sweep_exits_nonzero(vau_cli, tmp_path):
+    import os
+    import signal
+    import sys
+
+    from conftest import REPO
+
+    f = tmp_path / "s.yaml"
+    f.write_text("name: stop\nexperiment: tiny/lm\noverrides: [trainer.max_steps=80, optim.total_steps=80, "
+                 "ckpt.every_n_steps=5, trainer.progress_bar=none, logger.wandb.mode=disabled]\n"
+                 "grid: {optim.lr: [0.01, 0.001]}\n")
+    env = dict(os.environ, VAU_RUNS=str(tmp_path / "runs"), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "vau", "sweep", str(f), "--local"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    first = tmp_path / "runs" / "stop-optim.lr-0.01"
+    deadline = time.time() + 300
+    while not (first / "checkpoints" / "step=000005.ckpt").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "vau sweep: stopped by SIGTERM at step" in err and "Traceback" not in err
+    assert "member 1" not in out  # the sweep ended with the stopped member
+    assert not (first / "export").exists()
+    listing = vau_cli("sweep", str(f), "--dry-run").stdout
+    assert "  0 todo  stop-optim.lr-0.01" in listing and "  1 todo" in listing
+
+
 @pytest.mark.slurm
 def test_sweep_as_slurm_job_array(vau_cli, tmp_path):
     f = tmp_path / "s.yaml"

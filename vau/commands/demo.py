@@ -21,8 +21,10 @@ def run(args: argparse.Namespace) -> int:
     from vau.config.schema import default_data_root
     from vau.data.synth import generate
     from vau.eval.generate import answers_for_shards
+    from vau.signals import STOP
     from vau.train import train
 
+    STOP.install()  # a stop in any stage ends the demo (RunStopped), the later stages unstarted
     t0 = time.perf_counter()
     data = args.data if args.data is not None else default_data_root()
     generate(data)  # "up to date" (no work) when the same data is already there

@@ -33,12 +33,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"sweep {spec['name']}: all {len(ms)} member(s) finished")
         return 0
     if args.local:
+        from vau.signals import STOP
         from vau.train import train
+
+        STOP.install()  # a stop between members is kept for the next one, which then stops at once
 
         for i in todo:
             print(f"== sweep {spec['name']} member {i}: {ms[i].name}", flush=True)
             if not args.dry_run:
-                train(cfgs[i])
+                train(cfgs[i])  # a stop (RunStopped) ends the sweep: the member stays todo
         return 0
     list_file = Path(cfgs[0].run.dir).parent / "sweeps" / spec["name"] / "members.txt"
     cmd = sbatch_command(spec, list_file, todo)

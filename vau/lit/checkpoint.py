@@ -20,7 +20,7 @@ from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 
-from vau.errors import RunDirError
+from vau.errors import RunDirError, user_os_error
 from vau.io import atomic_dir, atomic_path
 
 log = logging.getLogger("vau")
@@ -36,8 +36,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict, path: Any, storage_options: Any = None) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        try:
+            # A file object, not a path: torch then keeps the OSError of a full disk as context.
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+        except Exception as e:
+            err = user_os_error(e)
+            if err is None:
+                raise
+            raise RunDirError(f"cannot write checkpoint {path}: {err.strerror or err} "
+                              "(the previous checkpoints are intact)") from e
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Optional[bool] = True) -> dict:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
