@@ -70,13 +70,13 @@ def _train(cfg: Any, conf_root: Optional[Path], callbacks: tuple) -> Path:
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
 
     # Everything that can be refused is checked before the run dir is touched.
+    if cfg.init_from:
+        export_weights_file(cfg.init_from)  # the previous stage's export, named first
     family = FAMILIES.get(cfg.model.family)
     datamodule = family.build_datamodule(cfg)
     check = getattr(datamodule, "check", None)
     if callable(check):
         check()  # data.root and shard specs, before the (possibly 7B) model is built
-    if cfg.init_from:
-        export_weights_file(cfg.init_from)
     module = family.build_module(cfg)
     if ckpt_path is not None:
         check_resume_fits(module, ckpt_path)

@@ -29,7 +29,7 @@ def _trainable(m: AnomShieldModule) -> list[str]:
                                         "anomshield/stage2"])
 def test_stages_1_2_train_only_embeddings_connector_projector(experiment):
     # Full-size experiments keep their trainable patterns and LoRA switch on a tiny model.
-    m = _module([f"experiment={experiment}", "model=tiny_anomshield"] if "tiny" not in experiment
+    m = _module([f"experiment={experiment}", "model=tiny_anomshield", "data.decode.frames=8"] if "tiny" not in experiment
                 else [f"experiment={experiment}"])
     names = _trainable(m)
     assert names and all(n.startswith(BASE_PREFIXES) for n in names)
@@ -40,7 +40,7 @@ def test_stages_1_2_train_only_embeddings_connector_projector(experiment):
 
 @pytest.mark.parametrize("experiment", ["tiny/anomshield_stage3", "anomshield/stage3"])
 def test_stage_3_adds_lora_and_vision_with_llm_base_frozen(experiment):
-    m = _module([f"experiment={experiment}", "model=tiny_anomshield", "optim.total_steps=100"]
+    m = _module([f"experiment={experiment}", "model=tiny_anomshield", "data.decode.frames=8", "optim.total_steps=100"]
                 if "tiny" not in experiment else [f"experiment={experiment}"])
     names = set(_trainable(m))
     vision = {n for n, _ in m.model.named_parameters() if n.startswith("vision.")}

@@ -172,7 +172,7 @@ def test_atomic_io_failed_save_keeps_previous(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def broken_save(obj, f, *a, **k):
-        Path(f).write_bytes(b"half a checkpoint")  # partial write, then the crash
+        f.write(b"half a checkpoint")  # partial write, then the crash
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

@@ -181,6 +181,36 @@ def test_missing_shard_is_a_bad_sample_not_a_crash(tmp_path):
     assert isinstance(bad, BadSample) and "cannot open" in bad.reason
 
 
+def _raw_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    """A tar with exactly these members in this order (ShardWriter would keep samples together)."""
+    with tarfile.open(path, "w") as t:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_out_of_order_member_keeps_the_first_run_and_drops_the_second(tmp_path):
+    ann = b'{"caption": "x"}'
+    p = _raw_tar(tmp_path / "o.tar", [("a.json", ann), ("b.json", ann), ("b.png", b"B"), ("a.png", b"A"),
+                                      ("a.npy", b"N"), ("c.json", ann), ("c.png", b"C")])
+    items = list(iter_shard(p))
+    assert [type(x).__name__ for x in items] == ["dict", "dict", "BadSample", "dict"]
+    assert items[0] == {"__key__": "a", "__url__": str(p), "json": ann}  # the first run, alone
+    assert items[1]["png"] == b"B" and items[3]["png"] == b"C"  # reading goes on after the bad run
+    bad = items[2]
+    assert bad.key == "a" and "out-of-order member a.png: key a appears again after b" in bad.reason
+
+
+def test_duplicate_member_is_one_bad_sample_and_the_shard_goes_on(tmp_path):
+    ann = b'{"caption": "x"}'
+    p = _raw_tar(tmp_path / "d.tar", [("a.json", ann), ("a.json", ann), ("a.png", b"A"), ("b.json", ann)])
+    items = list(iter_shard(p))
+    assert isinstance(items[0], BadSample) and items[0].key == "a" and "duplicate member a.json" in items[0].reason
+    assert [x["__key__"] for x in items[1:]] == ["b"]
+
+
 def test_expand_shards_braces_globs_folders(tmp_path):
     for i in range(3):
         (tmp_path / f"s-{i:06d}.tar").write_bytes(b"")
@@ -204,7 +234,7 @@ def test_inspect_counts_members_kinds_and_bad_samples(tmp_path):
     w.write(Sample("badjson", {"json": b"{"}))
     w.write(Sample("nojson", {"png": (tmp_path / "i.png").read_bytes()}))
     w.close()
-    r = inspect_shards(str(tmp_path / "o"), decode=5)
+    r = inspect_shards(str(tmp_path / "o"), decode=5, frames=4)
     assert (r.shards, r.samples, r.bad, r.decoded) == (2, 2, 2, 2)
     assert r.members == {"json": 2, "mp4": 1, "png": 1}
     assert r.kinds["caption"] == 2 and r.kinds["anomaly"] == 1

@@ -29,8 +29,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--no-check", action="store_true", help="skip the decode check of media files")
     w.add_argument("--overwrite", action="store_true", help="replace an existing shard set with this pattern")
     i = sub.add_parser("inspect", help="count samples and member types, decode a few, count bad samples")
-    i.add_argument("pattern", help="shard spec: brace pattern, glob or folder")
+    i.add_argument("pattern", help="shard spec: brace pattern, glob, folder or URLs (README, Shard URLs)")
     i.add_argument("--decode", type=int, default=3, help="samples to decode in full (default 3)")
+    i.add_argument("--target", choices=("conversations", "caption", "long_caption"),
+                   help="check as AnomShield training with this data.target does: its text and a video/image "
+                        "member required (default: the annotation schema only)")
+    i.add_argument("--frames", type=int, default=8, help="data.decode.frames: shorter videos are short (default 8)")
+    i.add_argument("--short-video", choices=("reject", "pad"), default="reject",
+                   help="data.decode.short_video: count short videos bad (reject, default) or good (pad)")
+    i.add_argument("--allow-pipe", action="store_true", help="run pipe:<command> shard URLs (data.allow_pipe)")
     i.add_argument("--json", action="store_true", help="print the report as JSON")
     c = sub.add_parser("convert", help="convert a public annotation format into a manifest")
     c.add_argument("format", help="source format (llava, ecva, cuva, ucf_crime, xd_violence)")
@@ -55,7 +62,8 @@ def _write(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from vau.data.inspect import format_report, inspect_shards
 
-    report = inspect_shards(args.pattern, decode=args.decode)
+    report = inspect_shards(args.pattern, decode=args.decode, target=args.target, frames=args.frames,
+                            short_video=args.short_video, allow_pipe=args.allow_pipe)
     print(json.dumps(report.as_dict(), indent=1) if args.json else format_report(args.pattern, report))
     return 0 if report.bad == 0 else 1
 

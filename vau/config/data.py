@@ -46,6 +46,8 @@ class DecodeConfig:
     """Decode audio (wav/flac member, else the video's track) at this rate in Hz; null = skip audio."""
     features: List[str] = field(default_factory=list)
     """Names of ``<key>.<name>.npy`` feature members to load (allow_pickle=False)."""
+    short_video: str = "reject"
+    """A video with fewer frames than its clip takes: reject (a counted bad sample) or pad (repeat frames, counted)."""
 
 
 @dataclass
@@ -62,5 +64,13 @@ class ShardDataConfig(DataConfig):
     """Samples held in each worker's shuffle buffer (training)."""
     shuffle_initial: int = 64
     """Buffer fill before the first sample is yielded."""
+    allow_pipe: bool = False
+    """Accept ``pipe:<command>`` shard URLs, which run shell commands from the config."""
+    max_bad_fraction: float = 0.5
+    """Fail the run when more than this fraction of a worker's last ``bad_window`` reads were bad samples (1.0 = never)."""
+    bad_window: int = 1000
+    """Reads (per DataLoader worker) that ``max_bad_fraction`` is measured over."""
+    first_good_within: int = 100
+    """Fail the run when a worker's first this many reads of an epoch or pass held no good sample."""
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     """Media decoding."""

@@ -23,7 +23,10 @@ class AnomShieldDecoder:
     def __init__(self, cfg: Any, tok: Tokenizer, n_visual: int, train: bool) -> None:
         d = cfg.data
         self.frames = d.decode.frames
-        self.media = SampleDecoder(d.decode, train=train, seed=cfg.run.seed)
+        # The target's text and a media member are checked (check_sample, as `vau shards
+        # inspect --target` does) before any frame is decoded.
+        self.media = SampleDecoder(d.decode, train=train, seed=cfg.run.seed, target=d.target,
+                                   prompt=d.caption_prompt, need_media=True)
         self.template = TEMPLATES.get(cfg.model.template)
         self.tok, self.n_visual = tok, n_visual
         self.target, self.prompt, self.max_length = d.target, d.caption_prompt, d.max_length

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import zlib
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +15,11 @@ from vau.data import sampling
 from vau.data.annotation import parse_annotation
 from vau.data.manifest import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS
 from vau.registry import Registry
+
+log = logging.getLogger("vau.data")
+
+SHORT_VIDEO = ("reject", "pad")
+"""Policies of ``decode.short_video``."""
 
 FrameSampler = Callable[[int, float, np.random.Generator], list[int]]
 FRAME_SAMPLERS: Registry[Callable[[DecodeConfig], FrameSampler]] = Registry("frame sampler")
@@ -31,6 +37,7 @@ def _by_fps(c: DecodeConfig) -> FrameSampler:
 
 FRAME_SAMPLERS.register("fps", _by_fps)
 
+
 def _member(sample: dict, exts: tuple[str, ...]) -> Optional[tuple[str, bytes]]:
     for ext in exts:
         if ext in sample:
@@ -47,6 +54,40 @@ def sample_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, zlib.crc32(key.encode())])
 
 
+def check_sample(sample: dict, *, target: Optional[str] = None, prompt: str = "",
+                 media: Sequence[str] = ()) -> dict:
+    """The checks of a raw sample that training makes before decoding media; returns the annotation.
+
+    Training decoders and `vau shards inspect` both call this, so inspect counts as bad
+    exactly the samples these rules make training skip.
+
+    Args:
+        sample: A raw sample from ``vau.data.tario.iter_shard``.
+        target: ``data.target`` of AnomShield training (conversations, caption, long_caption):
+            the annotation must hold its text; None = the schema only.
+        prompt: Human prompt of caption targets.
+        media: Member extensions of which the sample needs one (empty: none needed).
+
+    Raises:
+        ValueError: One line: no ``.json``, invalid JSON/schema, no text for ``target``, no media.
+    """
+    key = sample["__key__"]
+    members = sorted(k for k in sample if not k.startswith("__"))
+    if "json" not in sample:
+        raise ValueError(f"no {key}.json annotation in the sample (members: {members})")
+    ann = parse_annotation(sample["json"])
+    if media and _member(sample, tuple(media)) is None:
+        raise ValueError(f"{key}: no video or image member (members: {members})")
+    if target is not None:
+        from vau.data.conversation import turns_from_annotation
+
+        try:
+            turns_from_annotation(ann, target, prompt)
+        except ValueError as e:
+            raise ValueError(f"{key}: {e} (data.target={target})") from None
+    return ann
+
+
 class SampleDecoder:
     """Turns a raw sample ``{"__key__", "json": bytes, "mp4": bytes, ...}`` into tensors.
 
@@ -56,13 +97,27 @@ class SampleDecoder:
     ``audio`` (``float32 [N]``), and ``features`` (name -> tensor).
 
     Raises ValueError (one line) for anything that makes the sample unusable; the stream
-    counts it as a bad sample.
+    counts it as a bad sample. :func:`check_sample` runs first (``target``/``prompt``/
+    ``need_media`` are its rules), so a sample is refused before its media are decoded.
+
+    A video with fewer frames than its clip takes (``decode.frames`` for the uniform and
+    random samplers) follows ``decode.short_video``: ``reject`` refuses it, ``pad`` repeats
+    frames; either way ``short_videos`` counts it. Images are one-frame clips by nature and
+    never count as short.
     """
 
-    def __init__(self, cfg: DecodeConfig, *, train: bool, seed: int = 0) -> None:
+    def __init__(self, cfg: DecodeConfig, *, train: bool, seed: int = 0, target: Optional[str] = None,
+                 prompt: str = "", need_media: bool = False) -> None:
         from vau.data.video import processor_settings
 
+        if cfg.short_video not in SHORT_VIDEO:
+            raise ValueError(f"decode.short_video={cfg.short_video!r}: expected one of {', '.join(SHORT_VIDEO)}")
         self.cfg, self.train, self.seed = cfg, train, seed
+        self.target, self.prompt = target, prompt
+        self.media_exts: tuple[str, ...] = ()
+        if need_media:
+            self.media_exts = (VIDEO_EXTS if cfg.video else ()) + (IMAGE_EXTS if cfg.image else ())
+        self.short_videos = 0  # videos shorter than their clip (rejected or padded), in this process
         self.sampler = FRAME_SAMPLERS.get(cfg.train_sampler if train else cfg.eval_sampler)(cfg)
         size, self.mean, self.std = processor_settings(cfg.processor)
         self.size = cfg.size or size
@@ -73,17 +128,42 @@ class SampleDecoder:
 
         return frames if self.cfg.raw else resize_normalize(frames, self.size, self.mean, self.std)
 
+    def check(self, sample: dict) -> dict:
+        """:func:`check_sample` with this decoder's rules; returns the validated annotation."""
+        return check_sample(sample, target=self.target, prompt=self.prompt, media=self.media_exts)
+
+    def clip_indices(self, key: str, num_frames: int, fps: float, rng: np.random.Generator) -> list[int]:
+        """Frame indices of one clip, under the ``decode.short_video`` policy."""
+        idx = list(self.sampler(num_frames, fps, rng))
+        if num_frames < len(idx):
+            self.short_videos += 1
+            if self.cfg.short_video == "reject":
+                raise ValueError(f"{key}: video has {num_frames} frame(s), fewer than the {len(idx)} a clip takes "
+                                 f"(decode.frames={self.cfg.frames}); decode.short_video=reject skips it, pad repeats frames")
+            n = self.short_videos
+            if n & (n - 1) == 0:  # 1, 2, 4, 8, ...: the count stays visible without a line per sample
+                log.warning("padded %d short video(s) so far by repeating frames (latest: %s, %d frame(s) for a "
+                            "%d-frame clip; decode.short_video=pad)", n, key, num_frames, len(idx))
+        return idx
+
+    def check_clip(self, sample: dict) -> None:
+        """Probes the sample's video (no frame decoding) and applies the short-video policy to it."""
+        video = _member(sample, VIDEO_EXTS)
+        if video is not None and self.cfg.video:
+            from vau.data.video import probe
+
+            num, fps, _ = probe(video[1])
+            self.clip_indices(sample["__key__"], num, fps, sample_rng(self.seed, self.epoch, sample["__key__"]))
+
     def __call__(self, sample: dict) -> dict[str, Any]:
         key = sample["__key__"]
-        if "json" not in sample:
-            raise ValueError(f"no {key}.json annotation in the sample (members: {sorted(k for k in sample if not k.startswith('__'))})")
-        out: dict[str, Any] = {"key": key, "url": sample.get("__url__"), "annotation": parse_annotation(sample["json"])}
+        out: dict[str, Any] = {"key": key, "url": sample.get("__url__"), "annotation": self.check(sample)}
         video = _member(sample, VIDEO_EXTS)
         if video is not None and self.cfg.video:
             from vau.data.video import decode_clip
 
             rng = sample_rng(self.seed, self.epoch, key)
-            frames, idx, num, fps = decode_clip(video[1], lambda n, fps: self.sampler(n, fps, rng))
+            frames, idx, num, fps = decode_clip(video[1], lambda n, fps: self.clip_indices(key, n, fps, rng))
             out["video"] = self._pixels(frames)
             out.update(frame_indices=torch.tensor(idx), fps=fps, num_frames=num)
         image = _member(sample, IMAGE_EXTS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Callable, Optional
 
 import lightning as L
@@ -15,14 +16,14 @@ from vau.data.stream import META, ShardLoader, ShardStream, Source
 log = logging.getLogger("vau.data")
 
 
-def resolve_sources(sources: Any, what: str) -> list[Source]:
-    """``data.train``/``data.val`` config entries -> :class:`Source` objects (shards expanded)."""
+def resolve_sources(sources: Any, what: str, allow_pipe: bool = False) -> list[Source]:
+    """``data.train``/``data.val`` config entries -> :class:`Source` objects (shards expanded; ``pipe:`` only if allowed)."""
     out = []
     for i, s in enumerate(sources):
         if s.weight <= 0:
             raise ValueError(f"{what}[{i}].weight must be > 0, got {s.weight}")
         try:
-            urls = expand_shards(s.shards)
+            urls = expand_shards(s.shards, allow_pipe=allow_pipe)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{what}[{i}].shards: {e}") from None
         out.append(Source(tuple(urls), float(s.weight), s.name or s.shards))
@@ -54,6 +55,17 @@ class ShardDataModule(L.LightningDataModule):
     def decoder(self, train: bool) -> Callable[[dict], dict]:
         """Raw sample -> decoded sample (raises ValueError for a bad sample)."""
         return SampleDecoder(self.cfg.data.decode, train=train, seed=self.cfg.run.seed)
+
+    def check(self) -> None:
+        """Fails in one line before any model is built: a missing ``data.root`` or unmatched shard specs."""
+        d = self.cfg.data
+        specs = [str(s.shards) for s in [*d.train, *d.val]]
+        root = str(d.root)
+        if root and any(sp.startswith(root) for sp in specs) and not os.path.isdir(os.path.expanduser(root)):
+            raise FileNotFoundError(f"data.root={root}: no such folder (set data.root=PATH or $VAU_DATA; "
+                                    "`vau synth` writes synthetic shards)")
+        resolve_sources(d.train, "data.train", d.allow_pipe)
+        resolve_sources(d.val, "data.val", d.allow_pipe)
 
     # --- loaders ----------------------------------------------------------------------------
     def _rank_world(self) -> tuple[int, int]:
@@ -87,11 +99,12 @@ class ShardDataModule(L.LightningDataModule):
         if not self.cfg.data.train:
             raise ValueError("data.train lists no shard sources")
         d, (rank, world) = self.cfg.data, self._rank_world()
-        sources = resolve_sources(d.train, "data.train")
+        sources = resolve_sources(d.train, "data.train", d.allow_pipe)
         self._train = ShardStream(
             sources, self.decoder(True), self.collate_fn, d.batch_size, train=True, seed=self.cfg.run.seed,
             rank=rank, world_size=world, epoch_batches=self.epoch_batches(sources, world),
             shuffle_buffer=d.shuffle_buffer if d.shuffle else 0, shuffle_initial=d.shuffle_initial,
+            max_bad_fraction=d.max_bad_fraction, bad_window=d.bad_window, first_good_within=d.first_good_within,
         )
         self._position, self._position_epoch, self._last_worker = {}, None, None
         if self._resume is not None:
@@ -103,12 +116,14 @@ class ShardDataModule(L.LightningDataModule):
         d, (rank, world) = self.cfg.data, self._rank_world()
         if not d.val:
             return []
-        sources = resolve_sources(d.val, "data.val")
+        sources = resolve_sources(d.val, "data.val", d.allow_pipe)
         n = sum(len(s.urls) for s in sources)
         if n < world * max(1, d.num_workers):
             log.warning("data.val has %d shard(s) for %d rank(s) x %d worker(s): some read nothing", n, world, max(1, d.num_workers))
         self._val = ShardStream(sources, self.decoder(False), self.collate_fn, d.val_batch_size or d.batch_size,
-                                train=False, seed=self.cfg.run.seed, rank=rank, world_size=world)
+                                train=False, seed=self.cfg.run.seed, rank=rank, world_size=world,
+                                max_bad_fraction=d.max_bad_fraction, bad_window=d.bad_window,
+                                first_good_within=d.first_good_within)
         return self._loader(self._val)
 
     # --- position tracking ------------------------------------------------------------------

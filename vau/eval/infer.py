@@ -130,9 +130,12 @@ class VideoQuestions(IterableDataset):
         self.size = decode.size or size
         self.asked = _explicit_questions(cfg.questions) if cfg.questions else None
         if cfg.shards is not None:
-            from vau.data.shardlist import expand_shards
+            from vau.data.shardlist import PipeNotAllowed, expand_shards
 
-            self.units = expand_shards(cfg.shards)
+            try:
+                self.units = expand_shards(cfg.shards)
+            except PipeNotAllowed as e:  # infer has no allow_pipe switch: its shard spec never runs a command
+                raise PipeNotAllowed(e.url, "vau infer reads paths, http(s):// and fsspec URLs only") from None
         else:
             from vau.data.manifest import VIDEO_EXTS
 
