@@ -54,6 +54,7 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 def _one_line(text: object) -> str:
+    """``text`` with its whitespace runs (newlines included) collapsed to single spaces."""
     return " ".join(str(text).split())
 
 
@@ -76,6 +77,7 @@ class _Counting:
         self._kept = 0
 
     def read(self, n: int = -1) -> bytes:
+        """Reads like ``raw.read``, remembering the bytes; a cut HTTP body raises OSError like a cut file."""
         try:
             data = self.raw.read(n)
         except http.client.HTTPException as e:  # e.g. IncompleteRead: a cut body is a cut tar
@@ -124,6 +126,7 @@ class _Pipe:
                                      stderr=self._stderr)
 
     def read(self, n: int = -1) -> bytes:
+        """Reads the command's stdout."""
         return self.proc.stdout.read(n)
 
     def failure(self, ended: bool) -> Optional[str]:
@@ -144,6 +147,7 @@ class _Pipe:
         return f"pipe command {how}" + (f": {err}" if err else "")
 
     def close(self) -> None:
+        """Ends the command if it still runs and releases its pipe and stderr file."""
         if self.proc.poll() is None:
             self.proc.kill()  # the reader stopped early; closing stdout ends any children (SIGPIPE)
         self.proc.stdout.close()
@@ -165,6 +169,7 @@ def _open(url: str) -> Any:
 
 
 def _open_error(e: Exception) -> str:
+    """One-line reason a shard could not be opened."""
     if isinstance(e, urllib.error.HTTPError):
         return _one_line(e)  # "HTTP Error 404: Not Found"
     if isinstance(e, urllib.error.URLError):
@@ -173,6 +178,7 @@ def _open_error(e: Exception) -> str:
 
 
 def _key(run: Union[dict, BadSample]) -> str:
+    """Key of the sample being gathered."""
     return run["__key__"] if isinstance(run, dict) else run.key
 
 
@@ -235,6 +241,7 @@ def iter_shard(url: Union[str, os.PathLike]) -> Iterator[Union[dict, BadSample]]
 
 
 def _read(url: str, src: Any) -> Iterator[Union[dict, BadSample]]:
+    """:func:`iter_shard` over an opened stream ``src``."""
     f = _Counting(src)
     seen: set[str] = set()
     run: Union[dict, BadSample, None] = None  # the sample being gathered (a BadSample: dropped)
