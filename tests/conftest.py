@@ -83,3 +83,18 @@ def vau_cli(tmp_path):
         return run_vau(tmp_path / "runs", *args, check=check, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def deadline():
+    """Fails a test after 60 s (SIGALRM) instead of letting a stream that never ends hang CI."""
+    import signal
+
+    def expire(*_):
+        raise TimeoutError("the test did not finish within 60 s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)

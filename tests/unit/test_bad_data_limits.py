@@ -17,18 +17,7 @@ from vau.data.writer import ShardWriter
 from vau.errors import ConfigError, DataError
 
 
-@pytest.fixture(autouse=True)
-def deadline():
-    """Turns a stream that never ends (the bug) into a failure instead of a hung test."""
-
-    def expire(*_):
-        raise TimeoutError("the stream did not fail within 60 s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+pytestmark = pytest.mark.usefixtures("deadline")  # a stream that never ends fails instead of hanging
 
 
 def write_shards(folder: Path, name: str, n: int, per_shard: int, bad_every: int = 0, bad_from: int = 0) -> list[str]:

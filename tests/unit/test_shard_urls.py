@@ -84,18 +84,6 @@ def _pipe_config(tmp_path: Path, *extra: str):
     return compose(["experiment=tiny/lm_text", f"data.root={tmp_path}", *specs, *extra]), train
 
 
-@pytest.fixture
-def deadline():
-    """A reader that stalls on a pipe fails the test instead of hanging it."""
-
-    def expire(*_):
-        raise TimeoutError("the pipe-fed loaders did not finish within 60 s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 def test_datamodule_over_pipes_needs_allow_pipe_then_reads_every_shard(tmp_path, deadline):
