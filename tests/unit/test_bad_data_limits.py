@@ -130,14 +130,17 @@ def test_bad_sample_log_lines_are_rate_limited(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("kw,key", [
-    ({"max_bad_fraction": 0.0}, "data.max_bad_fraction=0.0"),
-    ({"max_bad_fraction": 1.5}, "data.max_bad_fraction=1.5"),
-    ({"bad_window": 0}, "data.bad_window=0"),
-    ({"first_good_within": -1}, "data.first_good_within=-1"),
+    ("data.max_bad_fraction=0", "data.max_bad_fraction=0.0"),
+    ("data.max_bad_fraction=1.5", "data.max_bad_fraction=1.5"),
+    ("data.bad_window=0", "data.bad_window=0"),
+    ("data.first_good_within=-1", "data.first_good_within=-1"),
 ])
-def test_bad_limit_values_are_refused_in_one_line(tmp_path, kw, key):
+def test_bad_limit_values_are_refused_in_one_line_when_the_config_loads(kw, key):
+    from vau.config import compose
+
+    # Before any model or data is built: the run config's own check.
     with pytest.raises(ConfigError, match=f"^{key}: expected"):
-        stream([["unused.tar"]], **kw)
+        compose(["experiment=tiny/lm_text", kw])
 
 
 def test_limit_keys_compose_and_reach_the_streams(tmp_path):
@@ -158,9 +161,8 @@ def test_limit_keys_compose_and_reach_the_streams(tmp_path):
         assert (ds.max_bad_fraction, ds.bad_window, ds.first_good_within) == (0.25, 64, 7)
     with pytest.raises(ConfigError, match="bad_window"):
         compose(["experiment=tiny/lm_text", "data.bad_window=many"])
-    bad = compose(["experiment=tiny/lm_text", f"data.root={root}", "data.max_bad_fraction=2"])
     with pytest.raises(ConfigError, match=r"^data.max_bad_fraction=2.0: expected a fraction in \(0, 1\]"):
-        FAMILIES.get(bad.model.family).build_datamodule(bad).train_dataloader()
+        compose(["experiment=tiny/lm_text", f"data.root={root}", "data.max_bad_fraction=2"])
 
 
 def test_train_on_all_bad_shards_exits_2_with_one_line(tmp_path, capsys):

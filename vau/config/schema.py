@@ -209,6 +209,7 @@ class RunConfig:
     POSITIVE: ClassVar[tuple[str, ...]] = (
         "data.batch_size", "data.val_batch_size", "data.decode.frames", "ckpt.every_n_steps", "ckpt.keep",
         "trainer.accumulate_grad_batches", "trainer.log_every_n_steps", "trainer.num_nodes",
+        "data.bad_window", "data.first_good_within",
     )
     """Keys that must be > 0 when set (0 would divide by zero or silently switch a feature off)."""
 
@@ -222,6 +223,9 @@ class RunConfig:
         workers = OmegaConf.select(cfg, "data.num_workers", default=0)
         if workers < 0:
             raise ConfigError(f"data.num_workers={workers}: expected 0 (load in the main process) or more")
+        fraction = OmegaConf.select(cfg, "data.max_bad_fraction", default=None)
+        if fraction is not None and not 0 < fraction <= 1:
+            raise ConfigError(f"data.max_bad_fraction={fraction}: expected a fraction in (0, 1] (1 = never fail)")
 
 
 @dataclass

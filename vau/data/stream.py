@@ -142,13 +142,6 @@ class ShardStream(IterableDataset):
     ) -> None:
         if not sources:
             raise ValueError("no shard sources given")
-        # Checked here, where every shard stream of a run is built from the config (the names
-        # are the config keys the values come from).
-        if not 0 < max_bad_fraction <= 1:
-            raise ConfigError(f"data.max_bad_fraction={max_bad_fraction}: expected a fraction in (0, 1] (1 = never fail)")
-        for key, value in (("data.bad_window", bad_window), ("data.first_good_within", first_good_within)):
-            if value < 1:
-                raise ConfigError(f"{key}={value}: expected a positive integer")
         self.max_bad_fraction, self.bad_window, self.first_good_within = max_bad_fraction, bad_window, first_good_within
         self.sources = list(sources)
         self.decode, self.collate_fn, self.batch_size = decode, collate_fn, batch_size
