@@ -49,10 +49,13 @@ def test_inspect_applies_the_training_rules(shard, decode):
     r = inspect_shards(str(shard), decode=decode, frames=4, target="conversations")
     assert (r.samples, r.bad, r.short_videos) == (2, 4, 1)  # good, good2
     errors = "\n".join(r.errors)
-    assert "noconv: annotation has no conversations (data.target=conversations)" in errors
-    assert "ooo: no video or image member" in errors  # the JSON-only half
+    assert "noconv: ValueError: annotation has no conversations (data.target=conversations)" in errors
+    for line in r.errors:  # the url, the key once, the reason
+        key = line.split(": ")[1]
+        assert line.count(f"{key}:") == 1, line
+    assert "ooo: ValueError: no video or image member" in errors  # the JSON-only half
     assert "out-of-order member ooo.png" in errors  # the media-only half
-    assert "short: video has 2 frame(s)" in errors and "decode.short_video=reject" in errors
+    assert "short: ValueError: video has 2 frame(s)" in errors and "decode.short_video=reject" in errors
     assert r.members == {"json": 2, "png": 2} and r.kinds == {"caption": 2, "conversations": 2}
 
 

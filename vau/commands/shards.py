@@ -6,6 +6,8 @@ import argparse
 import json
 import time
 
+from vau.config.data import SHORT_VIDEO, DecodeConfig
+
 HELP = "write shards from a manifest, inspect a shard set, or convert annotations to a manifest"
 
 
@@ -34,9 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     i.add_argument("--target", choices=("conversations", "caption", "long_caption"),
                    help="check as AnomShield training with this data.target does: its text and a video/image "
                         "member required (default: the annotation schema only)")
-    i.add_argument("--frames", type=int, default=8, help="data.decode.frames: shorter videos are short (default 8)")
-    i.add_argument("--short-video", choices=("reject", "pad"), default="reject",
-                   help="data.decode.short_video: count short videos bad (reject, default) or good (pad)")
+    i.add_argument("--frames", type=int, default=DecodeConfig.frames,
+                   help=f"data.decode.frames: shorter videos are short (default {DecodeConfig.frames})")
+    i.add_argument("--short-video", choices=SHORT_VIDEO, default=DecodeConfig.short_video,
+                   help=f"data.decode.short_video: count short videos bad (reject) or good (pad) "
+                        f"(default {DecodeConfig.short_video})")
     i.add_argument("--allow-pipe", action="store_true", help="run pipe:<command> shard URLs (data.allow_pipe)")
     i.add_argument("--json", action="store_true", help="print the report as JSON")
     c = sub.add_parser("convert", help="convert a public annotation format into a manifest")

@@ -20,6 +20,10 @@ class SourceConfig:
     """Label in logs; null = the spec."""
 
 
+SHORT_VIDEO = ("reject", "pad")
+"""Policies of ``decode.short_video``."""
+
+
 @dataclass
 class DecodeConfig:
     """How samples are decoded into tensors."""

@@ -10,16 +10,13 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from vau.config.data import DecodeConfig
+from vau.config.data import SHORT_VIDEO, DecodeConfig
 from vau.data import sampling
 from vau.data.annotation import parse_annotation
 from vau.data.manifest import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS
 from vau.registry import Registry
 
 log = logging.getLogger("vau.data")
-
-SHORT_VIDEO = ("reject", "pad")
-"""Policies of ``decode.short_video``."""
 
 FrameSampler = Callable[[int, float, np.random.Generator], list[int]]
 FRAME_SAMPLERS: Registry[Callable[[DecodeConfig], FrameSampler]] = Registry("frame sampler")
@@ -77,14 +74,14 @@ def check_sample(sample: dict, *, target: Optional[str] = None, prompt: str = ""
         raise ValueError(f"no {key}.json annotation in the sample (members: {members})")
     ann = parse_annotation(sample["json"])
     if media and _member(sample, tuple(media)) is None:
-        raise ValueError(f"{key}: no video or image member (members: {members})")
+        raise ValueError(f"no video or image member (members: {members})")
     if target is not None:
         from vau.data.conversation import turns_from_annotation
 
         try:
             turns_from_annotation(ann, target, prompt)
         except ValueError as e:
-            raise ValueError(f"{key}: {e} (data.target={target})") from None
+            raise ValueError(f"{e} (data.target={target})") from None
     return ann
 
 
@@ -138,7 +135,7 @@ class SampleDecoder:
         if num_frames < len(idx):
             self.short_videos += 1
             if self.cfg.short_video == "reject":
-                raise ValueError(f"{key}: video has {num_frames} frame(s), fewer than the {len(idx)} a clip takes "
+                raise ValueError(f"video has {num_frames} frame(s), fewer than the {len(idx)} a clip takes "
                                  f"(decode.frames={self.cfg.frames}); decode.short_video=reject skips it, pad repeats frames")
             n = self.short_videos
             if n & (n - 1) == 0:  # 1, 2, 4, 8, ...: the count stays visible without a line per sample
@@ -176,14 +173,14 @@ class SampleDecoder:
 
             src = _member(sample, AUDIO_EXTS) or video
             if src is None:
-                raise ValueError(f"{key}: decode.audio_rate is set but the sample has no audio or video member")
+                raise ValueError("decode.audio_rate is set but the sample has no audio or video member")
             out["audio"] = decode_audio(src[1], self.cfg.audio_rate)
         if self.cfg.features:
             out["features"] = {}
             for name in self.cfg.features:
                 data = sample.get(f"{name}.npy")
                 if data is None:
-                    raise ValueError(f"{key}: missing feature member {key}.{name}.npy")
+                    raise ValueError(f"missing feature member {key}.{name}.npy")
                 try:
                     arr = np.load(io.BytesIO(data), allow_pickle=False)
                 except (ValueError, OSError, EOFError) as e:
