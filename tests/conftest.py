@@ -58,6 +58,19 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=f"[{marker}] {why}"))
 
 
+def raw_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    """A tar with exactly these members in this order (ShardWriter would keep samples together)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as t:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return path
+
+
 def read_losses(metrics_csv: Path, key: str = "train/loss") -> dict[int, float]:
     """{step: value} of one metric from a run's metrics.csv."""
     with open(metrics_csv, newline="") as f:

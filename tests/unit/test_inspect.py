@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from conftest import raw_tar
 from test_decode_rules import CONV, tiny_video  # tests/unit is on sys.path, as for eval_fakes
 
 from vau.data.inspect import inspect_shards
@@ -30,13 +30,7 @@ def shard(tmp_path: Path) -> Path:
                ("noconv.json", json.dumps({"caption": "c"}).encode()), ("noconv.png", png),
                ("ooo.json", full), ("good2.json", full), ("good2.png", png), ("ooo.png", png),
                ("short.json", full), ("short.mp4", tiny_video(2))]
-    p = tmp_path / "s-000000.tar"
-    with tarfile.open(p, "w") as t:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return p
+    return raw_tar(tmp_path / "s-000000.tar", members)
 
 
 @pytest.mark.parametrize("decode", [0, 10])  # probed only, or decoded in full: the same verdicts

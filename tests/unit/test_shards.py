@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import raw_tar
 
 from vau.data.annotation import schema_files, validate_annotation
 from vau.data.inspect import inspect_shards
@@ -181,19 +182,9 @@ def test_missing_shard_is_a_bad_sample_not_a_crash(tmp_path):
     assert isinstance(bad, BadSample) and "cannot open" in bad.reason
 
 
-def _raw_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
-    """A tar with exactly these members in this order (ShardWriter would keep samples together)."""
-    with tarfile.open(path, "w") as t:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return path
-
-
 def test_out_of_order_member_keeps_the_first_run_and_drops_the_second(tmp_path):
     ann = b'{"caption": "x"}'
-    p = _raw_tar(tmp_path / "o.tar", [("a.json", ann), ("b.json", ann), ("b.png", b"B"), ("a.png", b"A"),
+    p = raw_tar(tmp_path / "o.tar", [("a.json", ann), ("b.json", ann), ("b.png", b"B"), ("a.png", b"A"),
                                       ("a.npy", b"N"), ("c.json", ann), ("c.png", b"C")])
     items = list(iter_shard(p))
     assert [type(x).__name__ for x in items] == ["dict", "dict", "BadSample", "dict"]
@@ -205,7 +196,7 @@ def test_out_of_order_member_keeps_the_first_run_and_drops_the_second(tmp_path):
 
 def test_duplicate_member_is_one_bad_sample_and_the_shard_goes_on(tmp_path):
     ann = b'{"caption": "x"}'
-    p = _raw_tar(tmp_path / "d.tar", [("a.json", ann), ("a.json", ann), ("a.png", b"A"), ("b.json", ann)])
+    p = raw_tar(tmp_path / "d.tar", [("a.json", ann), ("a.json", ann), ("a.png", b"A"), ("b.json", ann)])
     items = list(iter_shard(p))
     assert isinstance(items[0], BadSample) and items[0].key == "a" and "duplicate member a.json" in items[0].reason
     assert [x["__key__"] for x in items[1:]] == ["b"]
