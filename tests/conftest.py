@@ -17,6 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+# Lightning's log handler keeps the sys.stderr of the moment it is imported; first imported in
+# a capsys test (an in-process `vau` call) it would write to that test's closed capture later.
+import lightning.pytorch  # noqa: E402,F401
+
 
 def _cuda_count() -> int:
     try:
