@@ -27,14 +27,10 @@ def _compare(vau_cli, tmp_path, base: list[str]) -> None:
     assert len({round(v, 6) for v in a.values()}) > 1
 
 
+# DDP on the map-style path: tests/integration/test_preemption.py (ddp2) resumes it exactly.
 def test_resume_default_strategy(vau_cli, tmp_path):
     # every_n_steps=2 does not divide N=3: the final-step checkpoint is what resume uses.
     _compare(vau_cli, tmp_path, ["experiment=tiny/lm", "ckpt.every_n_steps=2", *TINY])
-
-
-def test_resume_ddp_two_cpu_processes(vau_cli, tmp_path):
-    _compare(vau_cli, tmp_path, ["experiment=tiny/lm", "trainer=ddp", "trainer.accelerator=cpu",
-                                 "trainer.devices=2", "trainer.precision=32-true", *TINY])
 
 
 @pytest.mark.parametrize("zero", ["deepspeed_zero2", "deepspeed_zero3"])
@@ -75,14 +71,14 @@ def _caption_shards(root) -> None:
             w.close()
 
 
-@pytest.mark.parametrize("extra", [[], ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-                                        "trainer.precision=32-true"]], ids=["single", "ddp2"])
-def test_resume_shard_stream_two_workers(vau_cli, tmp_path, extra):
+def test_resume_shard_stream_two_workers_ddp(vau_cli, tmp_path):
     # The data position (each worker's cursor, which worker is due next) is in the checkpoint:
     # the resumed run reads the batches the uninterrupted one read, not the epoch's first ones.
+    # One process: tests/integration/test_resume_every_stop.py resumes from every step.
     _caption_shards(tmp_path / "data")
     _compare(vau_cli, tmp_path, ["experiment=tiny/lm_text", f"data.root={tmp_path / 'data'}", "data.num_workers=2",
-                                 "ckpt.every_n_steps=2", *extra, *TINY])
+                                 "ckpt.every_n_steps=2", "trainer=ddp", "trainer.accelerator=cpu",
+                                 "trainer.devices=2", "trainer.precision=32-true", *TINY])
 
 
 @pytest.mark.gpu
