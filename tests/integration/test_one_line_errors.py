@@ -16,6 +16,14 @@ from conftest import read_losses
 TINY = ["experiment=tiny/lm", "logger.wandb.mode=disabled", "trainer.progress_bar=none"]
 
 
+def _train(*args: str) -> None:
+    """A finished run to start from, trained in this process (the case under test runs the CLI)."""
+    from vau.config import compose
+    from vau.train import train
+
+    train(compose([*TINY, *args]))
+
+
 def _one_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -71,7 +79,7 @@ def test_frames_beyond_the_temporal_table_are_refused(in_process, tmp_path):
 
 def test_resume_after_a_model_change_touches_nothing(vau_cli, tmp_path):
     run = tmp_path / "run"
-    vau_cli("train", *TINY, "trainer.max_steps=2", f"run.dir={run}")
+    _train("trainer.max_steps=2", f"run.dir={run}")
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     proc = vau_cli("train", *TINY, "trainer.max_steps=4", "model.llm.hidden_size=48", "resume=auto",
                    f"run.dir={run}", check=False)
@@ -82,7 +90,7 @@ def test_resume_after_a_model_change_touches_nothing(vau_cli, tmp_path):
 
 def test_truncated_newest_checkpoint_falls_back_to_the_intact_one(vau_cli, tmp_path):
     run = tmp_path / "run"
-    vau_cli("train", *TINY, "trainer.max_steps=4", "ckpt.every_n_steps=2", f"run.dir={run}")
+    _train("trainer.max_steps=4", "ckpt.every_n_steps=2", f"run.dir={run}")
     for name in ("last.ckpt", "step=000004.ckpt"):
         f = run / "checkpoints" / name
         f.write_bytes(f.read_bytes()[:1000])  # a write cut short
@@ -122,7 +130,7 @@ def test_read_only_run_dir_is_named(vau_cli, small_disk):
 
 def test_stale_temp_files_of_a_killed_write_are_removed(vau_cli, tmp_path):
     run = tmp_path / "run"
-    vau_cli("train", *TINY, "trainer.max_steps=2", f"run.dir={run}")
+    _train("trainer.max_steps=2", f"run.dir={run}")
     stale = [run / "checkpoints" / ".last.ckpt.ab12cd34.tmp", run / ".metrics.csv.zz99yy88.tmp"]
     for p in stale:
         p.write_bytes(b"half")
