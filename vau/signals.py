@@ -3,12 +3,15 @@
 The main process owns the stop. From the start of ``vau train`` a recorder notes the signal
 (a handler must do no work: it runs between any two bytecodes); the trainer stops every rank
 at one step boundary with a checkpoint (``vau.lit.preemption``). DataLoader workers ignore
-both signals unless the parent sends them: ``scancel`` signals the whole process group, and a
-worker killed first would crash the run before its stop checkpoint.
+both signals: ``scancel`` signals the whole process group, and a worker killed first would
+crash the run before its stop checkpoint; a worker hung at exit is killed instead.
 """
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import multiprocessing.util  # noqa: F401 - its exit hook must be registered before ours
 import os
 import signal
 import threading
@@ -71,12 +74,11 @@ STOP = StopRecorder()
 def ignore_stop_signals(worker_id: int = 0) -> None:
     """DataLoader ``worker_init_fn``: workers leave USR1/TERM to the main process.
 
-    SIGTERM is ignored only when someone other than the parent sends it: the DataLoader's own
-    shutdown ends a hung worker with ``terminate()`` (and so does multiprocessing at exit), and
-    a worker deaf to that would hang the run's exit.
+    The disposition is process-wide, so threads a library restarts in the child at fork
+    (OpenTelemetry's exporters, say) cannot take the signal either.
     """
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    _obey_parent_sigterm_only()
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     if os.environ.get("PL_SEED_WORKERS") == "1":
         # Lightning adds its worker seeding only to loaders without a worker_init_fn.
         from lightning.fabric.utilities.seed import pl_worker_init_function
@@ -84,21 +86,18 @@ def ignore_stop_signals(worker_id: int = 0) -> None:
         pl_worker_init_function(worker_id)
 
 
-def _obey_parent_sigterm_only() -> None:
-    """Blocks SIGTERM and waits for it in a thread that reads the sender (``si_pid``).
+def end_deaf_workers() -> None:
+    """SIGKILLs daemonic children (DataLoader workers) still alive; run at exit of the main process.
 
-    A handler cannot tell who sent a signal; ``sigwaitinfo`` can. A SIGTERM from the parent
-    ends this process as SIGTERM would; one from anyone else (``scancel``, ``kill -TERM -pgid``)
-    is dropped.
+    Workers ignore SIGTERM, so multiprocessing's own exit hook, which ``terminate()``s its
+    daemonic children and then joins them without a timeout, would wait forever for one hung in
+    a read. By then the DataLoader has shut its workers down; any still alive is stuck.
     """
-    parent = os.getppid()
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started later inherit it
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for child in multiprocessing.active_children():
+        if child.daemon and child.is_alive():
+            child.kill()
+            child.join(timeout=5)
 
-    def watch() -> None:
-        while signal.sigwaitinfo({signal.SIGTERM}).si_pid != parent:
-            pass
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # only this thread takes it
-        os.kill(os.getpid(), signal.SIGTERM)
 
-    threading.Thread(target=watch, name="vau-sigterm", daemon=True).start()
+# Registered after multiprocessing.util's exit hook (imported above), so it runs first (LIFO).
+atexit.register(end_deaf_workers)
