@@ -38,9 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vau` console script; returns the exit code."""
-    from vau.config import ConfigError
     from vau.errors import VauError, user_os_error
-    from vau.eval.judge import JudgeError
     from vau.signals import RunStopped
 
     parser = build_parser()
@@ -58,19 +56,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Not an error, but not finished either: the exit status says which signal stopped it.
         print(f"vau {args.command}: {e}", file=sys.stderr)
         return e.exit_code
-    except (VauError, ConfigError, FileNotFoundError, FileExistsError, JudgeError, KeyError, ValueError) as e:
-        # User errors: one line, no traceback.
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"vau {args.command}: {msg}", file=sys.stderr)
+    except VauError as e:
+        # What the user fixes (config, missing files, bad data): one line, no traceback.
+        _debug_traceback()
+        print(f"vau {args.command}: {e}", file=sys.stderr)
         return 2
     except Exception as e:
         err = user_os_error(e)
         if err is None:
-            raise
+            raise  # a bug: its traceback is what a report needs
         # Disk full, read-only or forbidden paths: the user fixes these, a traceback does not help.
+        _debug_traceback()
         where = f": {err.filename}" if err.filename else ""
         print(f"vau {args.command}: {err.strerror or err}{where}", file=sys.stderr)
         return 2
+
+
+def _debug_traceback() -> None:
+    """With ``VAU_DEBUG=1`` a user error shows its traceback above its one line."""
+    import os
+    import traceback
+
+    if os.environ.get("VAU_DEBUG", "") not in ("", "0"):
+        traceback.print_exc()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The project's error type: a user-facing problem told in one line (no traceback).
 
-``vau`` commands print ``vau <command>: <message>`` and exit 2 for any :class:`VauError`
-(and for the ValueError/KeyError/OSError families listed in ``vau.cli``).
+``vau`` commands print ``vau <command>: <message>`` and exit 2 for any :class:`VauError` and
+for a disk-full/read-only/permission OSError; everything else is a bug and keeps its traceback
+(``VAU_DEBUG=1`` shows one for user errors too). Each subclass also derives from the builtin
+a caller would catch (ValueError, KeyError, FileNotFoundError, FileExistsError).
 """
 
 from __future__ import annotations
@@ -22,6 +24,25 @@ class VauError(Exception):
 
 class ConfigError(VauError, ValueError):
     """A config problem, described in one line (key, value, source, expectation)."""
+
+
+class NotFoundError(VauError, FileNotFoundError):
+    """A file or folder the user named is missing, or is not the kind expected."""
+
+
+class ExistsError(VauError, FileExistsError):
+    """Output the command would overwrite without being told to."""
+
+
+class UnknownNameError(VauError, KeyError):
+    """A name the user gave (registry choice, config key) that does not exist; lists the valid ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""  # KeyError would quote the message
+
+
+class BadInputError(VauError, ValueError):
+    """An input file (predictions, references, questions) that does not hold what the command needs."""
 
 
 class DataError(VauError):

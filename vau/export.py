@@ -7,6 +7,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from vau.io import atomic_dir
+from vau.errors import ConfigError, NotFoundError
 
 
 def merge_lora(source: str | Path, out: str | Path) -> Path:
@@ -33,7 +34,7 @@ def merge_lora(source: str | Path, out: str | Path) -> Path:
     cfg, model = load_export(source)
     llm = getattr(model, "llm", model)
     if not hasattr(llm, "merge_and_unload"):
-        raise ValueError(f"{source}: the model has no LoRA adapter to merge (model.llm.lora.enabled is false)")
+        raise ConfigError(f"{source}: the model has no LoRA adapter to merge (model.llm.lora.enabled is false)")
     merged = llm.merge_and_unload()
     rest = {n: p.detach().contiguous() for n, p in model.named_parameters() if not n.startswith("llm.")}
     with atomic_dir(out) as tmp:
@@ -60,7 +61,7 @@ def consolidate(checkpoint: str | Path, out: str | Path) -> Path:
 
     src = Path(checkpoint)
     if not (src / "latest").is_file():
-        raise FileNotFoundError(f"{checkpoint}: not a complete DeepSpeed checkpoint folder (no 'latest' file)")
+        raise NotFoundError(f"{checkpoint}: not a complete DeepSpeed checkpoint folder (no 'latest' file)")
     with atomic_path(out) as tmp:
         convert_zero_checkpoint_to_fp32_state_dict(str(src), str(tmp))
     return Path(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from typing import Callable, Generic, Iterator, TypeVar
+from vau.errors import UnknownNameError
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ class Registry(Generic[T]):
         except KeyError:
             close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.4)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise KeyError(
+            raise UnknownNameError(
                 f"unknown {self.kind} {name!r} (valid: {', '.join(sorted(self._entries))}){hint}"
             ) from None
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from vau.errors import ConfigError
 
 _FIELDS = {"name", "experiment", "overrides", "grid", "members", "sbatch"}
 
@@ -51,15 +52,15 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     """Reads and checks a sweep file (one-line errors naming the key)."""
     spec = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(spec, dict):
-        raise ValueError(f"{path}: a sweep file is a mapping")
+        raise ConfigError(f"{path}: a sweep file is a mapping")
     unknown = set(spec) - _FIELDS
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; expected {sorted(_FIELDS)}")
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; expected {sorted(_FIELDS)}")
     for key in ("name", "experiment"):
         if not spec.get(key):
-            raise ValueError(f"{path}: missing '{key}'")
+            raise ConfigError(f"{path}: missing '{key}'")
     if not spec.get("grid") and not spec.get("members"):
-        raise ValueError(f"{path}: give a 'grid' and/or 'members'")
+        raise ConfigError(f"{path}: give a 'grid' and/or 'members'")
     return spec
 
 
@@ -72,7 +73,7 @@ def members(spec: dict[str, Any]) -> list[Member]:
     for own in combos:
         name = f"{spec['name']}-{_slug(own)}"
         if name in seen:
-            raise ValueError(f"sweep {spec['name']}: two members named {name}")
+            raise ConfigError(f"sweep {spec['name']}: two members named {name}")
         seen.add(name)
         common = list(spec.get("overrides") or [])
         out.append(Member(name, [*common, *own, f"run.name={name}", f"logger.wandb.group={spec['name']}",

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from vau.config import conf_dir, save_config, to_yaml
 from vau.families import FAMILIES
-from vau.errors import RunDirError
+from vau.errors import ExistsError, RunDirError
 from vau.io import remove_stale_temps
 from vau.lit.checkpoint import check_resume_fits, export_weights_file, find_resume_checkpoint, load_weights
 from vau.lit.loggers import build_loggers, close_loggers
@@ -63,7 +63,7 @@ def _train(cfg: Any, conf_root: Optional[Path], callbacks: tuple) -> Path:
     ckpt_path = find_resume_checkpoint(run_dir, cfg.resume)
     if ckpt_path is None and find_resume_checkpoint(run_dir, "auto") is not None:
         # A fresh start here would mix its checkpoints and metrics with an earlier run's.
-        raise FileExistsError(
+        raise ExistsError(
             f"run.dir={run_dir} already holds checkpoints: pass resume=auto to continue it, "
             "or choose another run.name / run.dir"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from vau.errors import ConfigError, UnknownNameError
 
 HELP = "show the resolved config (`show [overrides]`), one value (`get KEY [overrides]`), or list experiments (`list`)"
 
@@ -22,14 +23,14 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "get":
         # `vau config get run.dir experiment=...`: the first word is the key (launch scripts use it).
         if not args.overrides or "=" in args.overrides[0]:
-            raise ValueError("usage: vau config get KEY [overrides], e.g. vau config get run.dir experiment=tiny/lm")
+            raise ConfigError("usage: vau config get KEY [overrides], e.g. vau config get run.dir experiment=tiny/lm")
         key, overrides = args.overrides[0], args.overrides[1:]
         from omegaconf import OmegaConf
 
         cfg = compose(overrides, config_file=args.config)
         value = OmegaConf.select(cfg, key, default=KeyError)
         if value is KeyError:
-            raise KeyError(f"no config key {key!r}")
+            raise UnknownNameError(f"no config key {key!r}")
         print(to_yaml(value).rstrip() if OmegaConf.is_config(value) else value)
         return 0
     print(to_yaml(compose(args.overrides, config_file=args.config)), end="")

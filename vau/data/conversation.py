@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 from vau.constants import IGNORE_INDEX, VISUAL_TOKEN
 from vau.data.tokenizer import Tokenizer
 from vau.registry import Registry
+from vau.errors import ConfigError
 
 _PLACEHOLDER = re.compile(r"<video>|<image>")
 
@@ -130,7 +131,7 @@ def turns_from_annotation(ann: dict, target: str, prompt: str) -> list[Turn]:
     elif target == "long_caption":
         text = (ann.get("captions") or [None])[-1] or ann.get("caption")
     else:
-        raise ValueError(f"data.target={target!r}: expected conversations, caption or long_caption")
+        raise ConfigError(f"data.target={target!r}: expected conversations, caption or long_caption")
     if not text:
         raise ValueError(f"annotation has no text for target {target!r}")
     return [(prompt, text)]

@@ -15,6 +15,7 @@ from vau.data import sampling
 from vau.data.annotation import parse_annotation
 from vau.data.manifest import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS
 from vau.registry import Registry
+from vau.errors import ConfigError
 
 log = logging.getLogger("vau.data")
 
@@ -28,7 +29,7 @@ FRAME_SAMPLERS.register(
 
 def _by_fps(c: DecodeConfig) -> FrameSampler:
     if not c.sample_fps:
-        raise ValueError("decode: the 'fps' frame sampler needs decode.sample_fps > 0")
+        raise ConfigError("decode: the 'fps' frame sampler needs decode.sample_fps > 0")
     return lambda num, fps, rng: sampling.by_fps(num, fps, c.sample_fps, max_frames=c.frames)
 
 
@@ -108,7 +109,7 @@ class SampleDecoder:
         from vau.data.video import processor_settings
 
         if cfg.short_video not in SHORT_VIDEO:
-            raise ValueError(f"decode.short_video={cfg.short_video!r}: expected one of {', '.join(SHORT_VIDEO)}")
+            raise ConfigError(f"decode.short_video={cfg.short_video!r}: expected one of {', '.join(SHORT_VIDEO)}")
         self.cfg, self.train, self.seed = cfg, train, seed
         self.target, self.prompt = target, prompt
         self.media_exts: tuple[str, ...] = ()

@@ -18,6 +18,7 @@ from vau.data.annotation import KINDS
 from vau.data.decode import SampleDecoder
 from vau.data.shardlist import PipeNotAllowed, expand_shards, shard_sizes
 from vau.data.tario import BadSample, iter_shard
+from vau.errors import ConfigError
 
 
 @dataclass
@@ -70,7 +71,7 @@ def inspect_shards(spec: str, decode: int = 3, max_errors: int = 10, *, target: 
         allow_pipe: Run ``pipe:`` shard commands (``data.allow_pipe``).
     """
     if frames < 1:
-        raise ValueError(f"frames={frames}: a clip needs at least 1 frame")
+        raise ConfigError(f"frames={frames}: a clip needs at least 1 frame")
     try:
         urls = expand_shards(spec, allow_pipe=allow_pipe)
     except PipeNotAllowed as e:

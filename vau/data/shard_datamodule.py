@@ -12,6 +12,7 @@ import torch
 from vau.data.decode import SampleDecoder, collate
 from vau.data.shardlist import expand_shards, shard_sizes
 from vau.data.stream import META, ShardLoader, ShardStream, Source
+from vau.errors import ConfigError, NotFoundError
 
 log = logging.getLogger("vau.data")
 
@@ -21,11 +22,11 @@ def resolve_sources(sources: Any, what: str, allow_pipe: bool = False) -> list[S
     out = []
     for i, s in enumerate(sources):
         if s.weight <= 0:
-            raise ValueError(f"{what}[{i}].weight must be > 0, got {s.weight}")
+            raise ConfigError(f"{what}[{i}].weight must be > 0, got {s.weight}")
         try:
             urls = expand_shards(s.shards, allow_pipe=allow_pipe)
         except FileNotFoundError as e:
-            raise FileNotFoundError(f"{what}[{i}].shards: {e}") from None
+            raise NotFoundError(f"{what}[{i}].shards: {e}") from None
         out.append(Source(tuple(urls), float(s.weight), s.name or s.shards))
     return out
 
@@ -62,7 +63,7 @@ class ShardDataModule(L.LightningDataModule):
         specs = [str(s.shards) for s in [*d.train, *d.val]]
         root = str(d.root)
         if root and any(sp.startswith(root) for sp in specs) and not os.path.isdir(os.path.expanduser(root)):
-            raise FileNotFoundError(f"data.root={root}: no such folder (set data.root=PATH or $VAU_DATA; "
+            raise NotFoundError(f"data.root={root}: no such folder (set data.root=PATH or $VAU_DATA; "
                                     "`vau synth` writes synthetic shards)")
         resolve_sources(d.train, "data.train", d.allow_pipe)
         resolve_sources(d.val, "data.val", d.allow_pipe)
@@ -86,7 +87,7 @@ class ShardDataModule(L.LightningDataModule):
             total = sum(sum(x) for x in sizes)
         n = total // (d.batch_size * world)
         if n < 1:
-            raise ValueError(f"data.samples_per_epoch={total} is smaller than one global batch ({d.batch_size}x{world})")
+            raise ConfigError(f"data.samples_per_epoch={total} is smaller than one global batch ({d.batch_size}x{world})")
         return n
 
     def _loader(self, stream: ShardStream) -> ShardLoader:
@@ -97,7 +98,7 @@ class ShardDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> ShardLoader:
         if not self.cfg.data.train:
-            raise ValueError("data.train lists no shard sources")
+            raise ConfigError("data.train lists no shard sources")
         d, (rank, world) = self.cfg.data, self._rank_world()
         sources = resolve_sources(d.train, "data.train", d.allow_pipe)
         self._train = ShardStream(

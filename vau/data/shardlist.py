@@ -32,12 +32,13 @@ from typing import Optional, Sequence, Union
 from webdataset.shardlists import expand_urls
 
 from vau.data.writer import SIZES_FILE
+from vau.errors import ConfigError, NotFoundError
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _PIPE_HINTS = {"s3": "'pipe:aws s3 cp {url} -'", "gs": "'pipe:gcloud storage cat {url}'"}
 
 
-class PipeNotAllowed(ValueError):
+class PipeNotAllowed(ConfigError):
     """A ``pipe:`` shard URL met while pipes are not allowed."""
 
     def __init__(self, url: str, hint: str = "set data.allow_pipe=true to allow it") -> None:
@@ -60,10 +61,10 @@ def _check_scheme(url: str, scheme: str) -> None:
         fsspec.get_filesystem_class(scheme)
     except ImportError as e:  # a known fsspec protocol whose package is not installed
         hint = _PIPE_HINTS.get(scheme, "'pipe:<command writing the tar to stdout>'").format(url=url)
-        raise ValueError(f"{url}: reading {scheme}:// needs a package that is not installed "
+        raise ConfigError(f"{url}: reading {scheme}:// needs a package that is not installed "
                          f"({' '.join(str(e).split())}); or stream it with {hint} and data.allow_pipe=true") from None
     except ValueError:
-        raise ValueError(f"{url}: unknown URL scheme {scheme}://; expected a path, http(s)://, "
+        raise ConfigError(f"{url}: unknown URL scheme {scheme}://; expected a path, http(s)://, "
                          "an fsspec protocol (s3://, gs://, ...) or pipe:<command>") from None
 
 
@@ -99,17 +100,17 @@ def expand_shards(spec: Union[str, Sequence[str]], *, allow_pipe: bool = False) 
             elif os.path.isdir(url):
                 found = sorted(glob.glob(os.path.join(glob.escape(url), "*.tar")))
                 if not found:
-                    raise FileNotFoundError(f"no .tar shards in folder {url}")
+                    raise NotFoundError(f"no .tar shards in folder {url}")
                 out.extend(found)
             elif glob.has_magic(url):
                 found = sorted(glob.glob(url))
                 if not found:
-                    raise FileNotFoundError(f"no shards match {url!r} (run `vau synth` for the demo data?)")
+                    raise NotFoundError(f"no shards match {url!r} (run `vau synth` for the demo data?)")
                 out.extend(found)
             elif os.path.isfile(url):
                 out.append(url)
             else:
-                raise FileNotFoundError(f"shard not found: {url}")
+                raise NotFoundError(f"shard not found: {url}")
     return out
 
 

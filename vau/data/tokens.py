@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vau.data.datamodule import VauDataModule
+from vau.errors import ConfigError
 
 
 class TokenPatternDataset(Dataset):
@@ -41,7 +42,7 @@ class TokenDataModule(VauDataModule):
         super().__init__(cfg)
         d = cfg.data
         if d.vocab_size > cfg.model.llm.vocab_size and not cfg.model.llm.pretrained:
-            raise ValueError(
+            raise ConfigError(
                 f"data.vocab_size={d.vocab_size} exceeds model.llm.vocab_size={cfg.model.llm.vocab_size}"
             )
 

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vau.errors import BadInputError
+
 Source = Union[str, Path, bytes, bytearray, memoryview]
 
 CLIP_SIZE = 224
@@ -29,7 +31,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class VideoDecodeError(ValueError):
+class VideoDecodeError(BadInputError):
     """The input could not be opened or decoded as a video."""
 
 

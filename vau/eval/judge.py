@@ -25,11 +25,12 @@ from vau.config.eval import JudgeConfig
 from vau.io import atomic_write_text
 from vau.metrics.anomeval import Judge
 from vau.registry import Registry
+from vau.errors import ConfigError, NotFoundError, VauError
 
 log = logging.getLogger(__name__)
 
 
-class JudgeError(RuntimeError):
+class JudgeError(VauError, RuntimeError):
     """A judge call that cannot succeed (bad request, missing key, retries exhausted, odd response)."""
 
 
@@ -50,9 +51,9 @@ class HFJudge:
 
     def __init__(self, cfg: JudgeConfig) -> None:
         if not cfg.model:
-            raise ValueError("judge.model is null: set it to a local HF model folder (judge.backend=hf)")
+            raise ConfigError("judge.model is null: set it to a local HF model folder (judge.backend=hf)")
         if not Path(cfg.model).is_dir():
-            raise FileNotFoundError(f"judge.model={cfg.model}: not a directory (expected a local HF model folder)")
+            raise NotFoundError(f"judge.model={cfg.model}: not a directory (expected a local HF model folder)")
         self.cfg = cfg
         # The device is left out: it does not change what a greedy judge means to say.
         self.identity = (f"hf model={cfg.model} gguf_file={cfg.gguf_file} dtype={cfg.dtype} "
@@ -150,9 +151,9 @@ class HTTPJudge:
 
     def __init__(self, cfg: JudgeConfig) -> None:
         if not cfg.base_url:
-            raise ValueError("judge.base_url is null: set it to the endpoint, e.g. https://api.openai.com/v1")
+            raise ConfigError("judge.base_url is null: set it to the endpoint, e.g. https://api.openai.com/v1")
         if not cfg.model:
-            raise ValueError("judge.model is null: set it to the model name the endpoint serves")
+            raise ConfigError("judge.model is null: set it to the model name the endpoint serves")
         self.cfg = cfg
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
         self.identity = (f"http base_url={cfg.base_url.rstrip('/')} model={cfg.model} "

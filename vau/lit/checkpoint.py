@@ -20,7 +20,7 @@ from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 
-from vau.errors import RunDirError, user_os_error
+from vau.errors import NotFoundError, RunDirError, UnknownNameError, user_os_error
 from vau.io import atomic_dir, atomic_path
 
 log = logging.getLogger("vau")
@@ -178,7 +178,7 @@ def find_resume_checkpoint(run_dir: str | Path, resume: Optional[str]) -> Option
     if resume != "auto":
         path = Path(resume)
         if not _complete(path):
-            raise FileNotFoundError(f"resume={resume}: no such (complete) checkpoint")
+            raise NotFoundError(f"resume={resume}: no such (complete) checkpoint")
         why = _unreadable(path)
         if why is not None:
             raise RunDirError(f"resume={resume}: the checkpoint cannot be read ({why})")
@@ -255,7 +255,7 @@ def export_weights_file(source: str | Path) -> Path:
     path = Path(source)
     file = path / "model.safetensors" if path.is_dir() else path
     if not file.is_file():
-        raise FileNotFoundError(f"init_from={source}: no model.safetensors (expected an export folder: "
+        raise NotFoundError(f"init_from={source}: no model.safetensors (expected an export folder: "
                                 "train the run that writes it first, or set init_from=PATH)")
     return file
 
@@ -289,7 +289,7 @@ def load_weights(model: torch.nn.Module, source: str | Path, strict: bool = Fals
     if missing:
         problems.append(f"missing keys {missing}")
     if problems:
-        raise KeyError(f"init_from={source}: " + "; ".join(problems))
+        raise UnknownNameError(f"init_from={source}: " + "; ".join(problems))
     model.load_state_dict(weights, strict=False)
     return sorted(weights)
 

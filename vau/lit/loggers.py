@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from vau.config import to_container
 from vau.io import atomic_path, atomic_write_text
+from vau.errors import ConfigError
 
 
 class _ResumableWriter(ExperimentWriter):
@@ -116,7 +117,7 @@ def wandb_mode(cfg: Any) -> str:
     """offline unless the config or $WANDB_MODE says otherwise."""
     mode = cfg.logger.wandb.mode or os.environ.get("WANDB_MODE") or "offline"
     if mode not in ("offline", "online", "disabled"):
-        raise ValueError(f"logger.wandb.mode={mode!r}: expected offline, online or disabled")
+        raise ConfigError(f"logger.wandb.mode={mode!r}: expected offline, online or disabled")
     return mode
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from vau.registry import Registry
+from vau.errors import ConfigError
 
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
 SCHEDULERS: Registry[Callable[..., torch.optim.lr_scheduler.LRScheduler]] = Registry("scheduler")
@@ -83,9 +84,9 @@ def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], cfg: Any) -> 
         groups[key]["params"].append(p)
     unused = [p for p in prefixes if not any(k[0] == p for k in groups)]
     if unused:
-        raise ValueError(f"optim.lr_mult: prefix(es) {unused} match no trainable parameter")
+        raise ConfigError(f"optim.lr_mult: prefix(es) {unused} match no trainable parameter")
     if not groups:
-        raise ValueError("no trainable parameters: check model.trainable")
+        raise ConfigError("no trainable parameters: check model.trainable")
     return list(groups.values())
 
 

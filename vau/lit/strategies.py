@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 
 from vau.registry import Registry
+from vau.errors import ConfigError, NotFoundError
 
 STRATEGIES: Registry[Callable[[Any, Path], Any]] = Registry("strategy")
 
@@ -37,14 +38,14 @@ def load_deepspeed_json(cfg: Any, conf_root: Path) -> dict:
     """Reads the DeepSpeed JSON named by ``trainer.deepspeed.config`` and fills batch sizes."""
     name = cfg.trainer.deepspeed.config
     if not name:
-        raise ValueError("trainer.strategy=deepspeed needs trainer.deepspeed.config (a JSON file under conf/)")
+        raise ConfigError("trainer.strategy=deepspeed needs trainer.deepspeed.config (a JSON file under conf/)")
     path = Path(name) if Path(name).is_absolute() else conf_root / name
     try:
         ds = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"trainer.deepspeed.config={name}: no file {path}") from None
+        raise NotFoundError(f"trainer.deepspeed.config={name}: no file {path}") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"trainer.deepspeed.config={path}: invalid JSON ({e})") from None
+        raise ConfigError(f"trainer.deepspeed.config={path}: invalid JSON ({e})") from None
     # Lightning fills gradient accumulation, clipping and precision from the trainer config;
     # the micro-batch size it can only guess from the loader, so state it.
     ds.setdefault("train_micro_batch_size_per_gpu", cfg.data.batch_size)

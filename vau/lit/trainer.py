@@ -16,6 +16,7 @@ from vau.lit.callbacks import BadSampleLogger, ExportOnEnd, StepSeeder, Throughp
 from vau.lit.preemption import PreemptionHandler
 from vau.lit.checkpoint import AtomicCheckpointIO, VauCheckpoint
 from vau.lit.strategies import build_strategy
+from vau.errors import ConfigError
 
 
 def _progress_bar(kind: str):
@@ -27,7 +28,7 @@ def _progress_bar(kind: str):
         return TQDMProgressBar()
     if kind == "none":
         return None
-    raise ValueError(f"trainer.progress_bar={kind!r}: expected auto, rich, tqdm or none")
+    raise ConfigError(f"trainer.progress_bar={kind!r}: expected auto, rich, tqdm or none")
 
 
 def _val_interval(v: float | None) -> float | int | None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vau.progress import track
+from vau.errors import ConfigError
 
 PROMPT_FIELDS = {
     "key_info": ("question", "reference", "key_information", "prediction"),
@@ -158,7 +159,7 @@ def _needed_prompts(cfg: Any) -> list[str]:
 def _template(cfg: Any, name: str) -> str:
     template = (cfg.prompts or {}).get(name)
     if not template:
-        raise ValueError(f"anomeval.prompts.{name} is not set (the judge prompt templates live in "
+        raise ConfigError(f"anomeval.prompts.{name} is not set (the judge prompt templates live in "
                          "conf/eval/anomeval.yaml)")
     return template
 
@@ -179,7 +180,7 @@ def _prompt(cfg: Any, name: str, **fields: Any) -> str:
         return template.format(**fields)
     except (KeyError, IndexError, ValueError) as e:
         allowed = ", ".join("{" + f + "}" for f in PROMPT_FIELDS[name])
-        raise ValueError(f"anomeval.prompts.{name}: bad template ({type(e).__name__}: {e}); "
+        raise ConfigError(f"anomeval.prompts.{name}: bad template ({type(e).__name__}: {e}); "
                          f"fields: {allowed}; write literal braces as {{{{ }}}}") from None
 
 

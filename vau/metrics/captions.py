@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+from vau.errors import BadInputError
 
 
 @functools.cache
@@ -39,10 +40,10 @@ def caption_scores(predictions: dict[str, str], references: dict[str, list[str]]
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     if not predictions:
-        raise ValueError("caption_scores: no predictions")
+        raise BadInputError("caption_scores: no predictions")
     missing = [k for k in predictions if not references.get(k)]
     if missing:
-        raise ValueError(f"caption_scores: no references for {len(missing)} prediction(s), e.g. {missing[0]!r}")
+        raise BadInputError(f"caption_scores: no references for {len(missing)} prediction(s), e.g. {missing[0]!r}")
     # pycocoevalcap prints progress to stdout; keep evaluation output clean.
     with contextlib.redirect_stdout(io.StringIO()):
         tok = PTBTokenizer()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from vau.errors import BadInputError
 
 
 def _norm(text: str) -> str:
@@ -20,7 +21,7 @@ def classification_accuracy(predictions: dict[str, str], classes: dict[str, list
         classes: Sample id -> reference class names.
     """
     if not predictions:
-        raise ValueError("classification_accuracy: no predictions")
+        raise BadInputError("classification_accuracy: no predictions")
     hits = 0
     for key, answer in predictions.items():
         text = f" {_norm(answer)} "

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from vau.errors import ConfigError, NotFoundError
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -16,7 +17,7 @@ def torch_dtype(name: str) -> torch.dtype:
     try:
         return _DTYPES[name]
     except KeyError:
-        raise ValueError(f"dtype {name!r}: expected one of {', '.join(_DTYPES)}") from None
+        raise ConfigError(f"dtype {name!r}: expected one of {', '.join(_DTYPES)}") from None
 
 
 def load_pretrained_lm(path: str | Path, dtype: str, gguf_file: str | None = None, trust_remote_code: bool = False,
@@ -38,7 +39,7 @@ def load_pretrained_lm(path: str | Path, dtype: str, gguf_file: str | None = Non
 
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"{key}={path}: not a directory (expected a local HF model dir)")
+        raise NotFoundError(f"{key}={path}: not a directory (expected a local HF model dir)")
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code,

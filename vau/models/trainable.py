@@ -6,6 +6,7 @@ from fnmatch import fnmatchcase
 from typing import Iterable
 
 from torch import nn
+from vau.errors import ConfigError
 
 
 def apply_trainable(model: nn.Module, patterns: Iterable[str]) -> list[str]:
@@ -26,7 +27,7 @@ def apply_trainable(model: nn.Module, patterns: Iterable[str]) -> list[str]:
     names = [n for n, _ in model.named_parameters()]
     unused = [p for p in patterns if not any(fnmatchcase(n, p) for n in names)]
     if unused:
-        raise ValueError(f"model.trainable: pattern(s) {unused} match no parameter of {type(model).__name__}")
+        raise ConfigError(f"model.trainable: pattern(s) {unused} match no parameter of {type(model).__name__}")
     trainable = []
     for name, param in model.named_parameters():
         param.requires_grad_(any(fnmatchcase(name, p) for p in patterns))

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from vau.models.llm import torch_dtype
+from vau.errors import NotFoundError
 
 
 class CLIPPatchEncoder(nn.Module):
@@ -48,7 +49,7 @@ def build_clip_vision(cfg: Any) -> CLIPPatchEncoder:
     if cfg.pretrained:
         path = Path(cfg.pretrained)
         if not path.is_dir():
-            raise FileNotFoundError(f"model.vision.pretrained={path}: not a directory (expected a local HF CLIP dir)")
+            raise NotFoundError(f"model.vision.pretrained={path}: not a directory (expected a local HF CLIP dir)")
         model = CLIPVisionModel.from_pretrained(str(path), dtype=dtype, local_files_only=True)
     else:
         model = CLIPVisionModel(CLIPVisionConfig(

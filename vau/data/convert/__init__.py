@@ -41,6 +41,7 @@ from vau.data.convert.ucf_crime import convert_ucf_crime
 from vau.data.convert.xd_violence import convert_xd_violence
 from vau.data.manifest import write_manifest
 from vau.registry import Registry
+from vau.errors import ConfigError, NotFoundError
 
 __all__ = ["CONVERTERS", "ConvertSummary", "Converter", "convert", "convert_entries"]
 
@@ -107,12 +108,12 @@ def convert_entries(fmt: str, src: str | Path, *, media_root: str | Path | None 
     converter = CONVERTERS.get(fmt)
     src = Path(src)
     if not src.is_file():
-        raise FileNotFoundError(f"{fmt} source not found: {src}")
+        raise NotFoundError(f"{fmt} source not found: {src}")
     # None means "not given" (a CLI passes every flag), so only set options are checked.
     given = {k: v for k, v in options.items() if v is not None}
     unknown = sorted(set(given) - set(converter.options))
     if unknown:
-        raise ValueError(f"format {fmt!r} takes no option {', '.join(unknown)} "
+        raise ConfigError(f"format {fmt!r} takes no option {', '.join(unknown)} "
                          f"(it takes: {', '.join(converter.options) or 'none'})")
     root = Path(media_root) if media_root is not None else None
     keys = UniqueKeys()

@@ -39,6 +39,7 @@ from vau.data.synth.scene import (
     sample_background,
 )
 from vau.data.synth.text import image_annotation, video_annotation
+from vau.errors import ConfigError, ExistsError, UnknownNameError
 
 NORMAL = "normal"
 CYCLE: tuple[str, ...] = (NORMAL,) * (len(EVENTS) // 2) + tuple(EVENTS)
@@ -135,7 +136,7 @@ def make_video(seed: int, index: int, *, kind: str | None = None, split: str = "
     """
     kind = video_class(seed, index) if kind is None else kind
     if kind not in CLASSES:
-        raise KeyError(f"unknown synthetic video class {kind!r} (valid: {', '.join(CLASSES)})")
+        raise UnknownNameError(f"unknown synthetic video class {kind!r} (valid: {', '.join(CLASSES)})")
     rng = sample_rng(seed, _VIDEO_STREAM, index)
     scene = simulate_video(rng, kind)
     data = encode_mp4(render_video(scene), int(scene.fps), render_audio(scene, rng))
@@ -199,13 +200,13 @@ class SynthSummary:
 
 def _check_args(seed: int, videos: int, images: int, val_fraction: float, maxcount: int) -> None:
     if seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {seed}")
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
     if videos < 0 or images < 0:
-        raise ValueError(f"--videos and --images must be >= 0, got {videos}, {images}")
+        raise ConfigError(f"--videos and --images must be >= 0, got {videos}, {images}")
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+        raise ConfigError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if maxcount < 1:
-        raise ValueError(f"--maxcount must be >= 1, got {maxcount}")
+        raise ConfigError(f"--maxcount must be >= 1, got {maxcount}")
 
 
 def generate(
@@ -258,7 +259,7 @@ def generate(
         # `vau synth && vau train ...` can be run again as is.
         if stamp.is_file() and json.loads(stamp.read_text()) == settings:
             return _existing_summary(summary, t0)
-        raise FileExistsError(f"{summary.shard_dir} already holds {len(existing)} shard(s) made with other settings "
+        raise ExistsError(f"{summary.shard_dir} already holds {len(existing)} shard(s) made with other settings "
                               "(or not by vau synth); pass --overwrite to replace them")
     stamp.unlink(missing_ok=True)  # an interrupted rewrite must not look complete
     # Media of an earlier, larger run would linger unreferenced; raw/ is only ever ours.

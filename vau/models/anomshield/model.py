@@ -12,6 +12,7 @@ from vau.constants import VISUAL_TOKEN
 from vau.models.blocks.connector import build_connector
 from vau.models.llm import build_causal_lm
 from vau.models.vision import build_clip_vision
+from vau.errors import ConfigError
 
 class AnomShield(nn.Module):
     """The AnomShield video LLM.
@@ -26,7 +27,7 @@ class AnomShield(nn.Module):
         self.vision = build_clip_vision(cfg.vision)
         d_vis, grid = self.vision.hidden_size, self.vision.grid
         if grid % cfg.pool:
-            raise ValueError(f"model.pool={cfg.pool} must divide the {grid}x{grid} patch grid")
+            raise ConfigError(f"model.pool={cfg.pool} must divide the {grid}x{grid} patch grid")
         # ECVA Eq. 1: learned temporal p_t (T x D) and spatial p_s (M x D) embeddings added to patches.
         self.temporal_embed = nn.Parameter(torch.zeros(cfg.max_frames, d_vis))
         self.spatial_embed = nn.Parameter(torch.zeros(grid * grid, d_vis))
@@ -47,7 +48,7 @@ class AnomShield(nn.Module):
         """``[B, T, 3, S, S]`` frames -> ``[B, T * tokens_per_frame, D_llm]`` visual tokens."""
         b, t = pixel_values.shape[:2]
         if t > self.cfg.max_frames:
-            raise ValueError(f"{t} frames exceed model.max_frames={self.cfg.max_frames}")
+            raise ConfigError(f"{t} frames exceed model.max_frames={self.cfg.max_frames}")
         frozen = not any(p.requires_grad for p in self.vision.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             feats = self.vision(pixel_values.flatten(0, 1))  # [(b t), M, D]
