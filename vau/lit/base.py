@@ -43,8 +43,7 @@ class VauModule(L.LightningModule):
     # -- optimisation -------------------------------------------------------------------
     def configure_optimizers(self) -> dict:
         opt = build_optimizer(self.model, self.cfg.optim)
-        total = self.cfg.optim.total_steps or int(self.trainer.estimated_stepping_batches)
-        sched = build_scheduler(opt, self.cfg.optim, total)
+        sched = build_scheduler(opt, self.cfg.optim, lambda: int(self.trainer.estimated_stepping_batches))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # -- sizes for throughput -----------------------------------------------------------

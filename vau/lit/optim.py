@@ -95,8 +95,11 @@ def build_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
     return OPTIMIZERS.get(cfg.name)(param_groups(model.named_parameters(), cfg), cfg)
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: Any, total_steps: int):
-    """Builds the configured per-step schedule; warmup from warmup_steps or warmup_ratio."""
-    total = int(cfg.total_steps or total_steps)
+def build_scheduler(opt: torch.optim.Optimizer, cfg: Any, total_steps: "int | Callable[[], int]"):
+    """Builds the configured per-step schedule; warmup from warmup_steps or warmup_ratio.
+
+    ``cfg.total_steps`` wins; else ``total_steps`` (the trainer's estimate, called only then).
+    """
+    total = int(cfg.total_steps or (total_steps() if callable(total_steps) else total_steps))
     warmup = cfg.warmup_steps if cfg.warmup_steps > 0 else int(round(cfg.warmup_ratio * total))
     return SCHEDULERS.get(cfg.scheduler)(opt, warmup, total)
