@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vau.models.blocks.connector import ConnectorConfig, build_connector
+from vau.models.blocks.connector import ConnectorSection, build_connector
 from vau.models.ops.selective_scan import DEFAULT_CHUNK_SIZE, selective_scan_torch
 
 TARGET_RATIO_8K_4K = 2.2
@@ -72,7 +72,7 @@ def attention_block(dim: int) -> nn.Module:
 
 def bench_connectors(dim: int, lengths: list[int], repeats: int, attn_limit: float) -> dict:
     torch.manual_seed(0)
-    models = {name: build_connector(ConnectorConfig(name=name), dim) for name in ("bimamba", "mamba", "mlp")}
+    models = {name: build_connector(ConnectorSection(name=name), dim) for name in ("bimamba", "mamba", "mlp")}
     models["attention"] = attention_block(dim)
     results: dict[str, dict[str, dict | None]] = {name: {} for name in models}
     last_attn: tuple[int, float] | None = None

@@ -1,13 +1,51 @@
-"""`vau export --merge-lora`: a run's export -> a plain HF model directory with LoRA merged in."""
+"""Exports: rebuild a run's model from its export (any family), merge LoRA, consolidate ZeRO checkpoints."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import torch
 from safetensors.torch import save_file
 
 from vau.io import atomic_dir
 from vau.errors import ConfigError, NotFoundError
+
+
+def find_export(source: str | Path) -> Path:
+    """The export folder of ``source``: a run dir with ``export/`` or an export folder itself.
+
+    Raises:
+        NotFoundError: No ``config.yaml`` + ``model.safetensors`` there.
+    """
+    src = Path(source)
+    export = src / "export" if (src / "export" / "config.yaml").is_file() else src
+    if not (export / "config.yaml").is_file() or not (export / "model.safetensors").is_file():
+        raise NotFoundError(f"{source}: no export here (expected config.yaml and model.safetensors, "
+                            "or a run dir with export/)")
+    return export
+
+
+def load_export(source: str | Path) -> tuple[Any, Any, torch.nn.Module]:
+    """Rebuilds a run's model from its export: ``(resolved config, task, model in eval mode)``.
+
+    The model is built by the family's task from the export's ``config.yaml`` with the run's
+    seed (the construction order of ``vau train``, so a random-init base matches) and the
+    exported weights are loaded on top. No Lightning is involved.
+    """
+    from lightning.fabric.utilities.seed import seed_everything
+
+    from vau.config import compose
+    from vau.families import get_family
+    from vau.lit.checkpoint import load_weights
+
+    export = find_export(source)
+    cfg = compose([], config_file=export / "config.yaml")
+    seed_everything(cfg.run.seed, verbose=False)
+    task = get_family(cfg.model.family).build_task(cfg)
+    model = task.build_model()
+    load_weights(model, export)
+    return cfg, task, model.eval()
 
 
 def merge_lora(source: str | Path, out: str | Path) -> Path:
@@ -29,10 +67,11 @@ def merge_lora(source: str | Path, out: str | Path) -> Path:
     """
     from vau.config import to_yaml
     from vau.data.tokenizer import build_tokenizer
-    from vau.eval.generate import load_export
 
-    cfg, model = load_export(source)
-    llm = getattr(model, "llm", model)
+    cfg, task, model = load_export(source)
+    llm = task.llm(model)
+    if llm is None:
+        raise ConfigError(f"{source}: the {cfg.model.family} model has no LLM to merge a LoRA adapter into")
     if not hasattr(llm, "merge_and_unload"):
         raise ConfigError(f"{source}: the model has no LoRA adapter to merge (model.llm.lora.enabled is false)")
     merged = llm.merge_and_unload()

@@ -8,6 +8,12 @@ from typing import Iterable, Optional, TypeVar
 T = TypeVar("T")
 
 
+def interactive() -> bool:
+    """True when both output streams are a terminal: the one test for showing progress bars
+    (a log file under sbatch, or CI, gets none)."""
+    return sys.stdout.isatty() and sys.stderr.isatty()
+
+
 def track(items: Iterable[T], total: Optional[int], description: str, enabled: Optional[bool] = None) -> Iterable[T]:
     """Wraps ``items`` in a transient rich progress bar.
 
@@ -15,10 +21,10 @@ def track(items: Iterable[T], total: Optional[int], description: str, enabled: O
         items: What to iterate.
         total: Number of items (None if unknown).
         description: Label of the bar.
-        enabled: Show it; None = only when stderr is a terminal (not in logs or CI).
+        enabled: Show it; None = only on a terminal (:func:`interactive`).
     """
     if enabled is None:
-        enabled = sys.stderr.isatty()
+        enabled = interactive()
     if not enabled:
         return items
     from rich.progress import track as rich_track

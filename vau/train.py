@@ -12,11 +12,12 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from vau.config import conf_dir, save_config, to_yaml
-from vau.families import FAMILIES
+from vau.families import get_family
 from vau.errors import ExistsError, RunDirError
 from vau.io import remove_stale_temps
 from vau.lit.checkpoint import check_resume_fits, export_weights_file, find_resume_checkpoint, load_weights
 from vau.lit.loggers import build_loggers, close_loggers
+from vau.lit.module import VauModule
 from vau.lit.preemption import requeue_slurm_job, stop_of
 from vau.lit.trainer import build_trainer
 from vau.signals import STOP, RunStopped
@@ -72,12 +73,12 @@ def _train(cfg: Any, conf_root: Optional[Path], callbacks: tuple) -> Path:
     # Everything that can be refused is checked before the run dir is touched.
     if cfg.init_from:
         export_weights_file(cfg.init_from)  # the previous stage's export, named first
-    family = FAMILIES.get(cfg.model.family)
+    family = get_family(cfg.model.family)
     datamodule = family.build_datamodule(cfg)
     check = getattr(datamodule, "check", None)
     if callable(check):
         check()  # data.root and shard specs, before the (possibly 7B) model is built
-    module = family.build_module(cfg)
+    module = VauModule(cfg, family.build_task(cfg))
     if ckpt_path is not None:
         check_resume_fits(module, ckpt_path)
     _prepare_run_dir(run_dir)

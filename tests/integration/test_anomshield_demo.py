@@ -47,10 +47,10 @@ def test_demo_stages_handoff_merge_and_launch(demo, tmp_path, monkeypatch):
     run_vau(runs, "export", str(runs / "tiny_anomshield_stage3"), "--merge-lora", "--out", str(merged))
     from transformers import AutoModelForCausalLM
 
-    from vau.eval.generate import load_export
+    from vau.export import load_export
 
     monkeypatch.setenv("VAU_RUNS", str(runs))  # the export config names the stage-0 LLM under VAU_RUNS
-    _, model = load_export(runs / "tiny_anomshield_stage3")
+    _, _, model = load_export(runs / "tiny_anomshield_stage3")
     plain = AutoModelForCausalLM.from_pretrained(str(merged / "llm")).eval()
     ids = torch.randint(3, 128, (2, 24))
     with torch.no_grad():
@@ -123,7 +123,7 @@ def test_infer_hard_prompt_resume_uniform_then_eval(demo, tmp_path):
     # Resume: a killed run kept the first answers; the re-run writes only the others, the same ones.
     (hard / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:5]) + '{"id": "cut')
     rerun = run_vau(runs, *infer, f"out={hard}")
-    assert "5 answers already written" in rerun.stderr
+    assert "5 records already written" in rerun.stderr
     assert _read(hard / "predictions.jsonl") == rows
 
     # Uniform, the baseline of the hard-prompt ablation (ECVA Tab. VIII), on two DDP ranks.
@@ -136,7 +136,7 @@ def test_infer_hard_prompt_resume_uniform_then_eval(demo, tmp_path):
     # Eval of both with an HTTP judge: the paper's tables, AnomEval per answer, cached judge answers.
     out = tmp_path / "eval"
     evaluate = ["eval", "--config", "http", f"predictions=[{hard},{uniform}]", "names=[hard_prompt,uniform]",
-                f"out={out}", "wandb=none", "progress=false", "anomeval.judge.model=fake",
+                f"out={out}", "wandb=disabled", "progress=false", "anomeval.judge.model=fake",
                 f"anomeval.judge.api_key_env={JUDGE_KEY_ENV}"]
     with JudgeServer(judge_answer) as server:
         run_vau(runs, *evaluate, f"anomeval.judge.base_url={server.url}", env={JUDGE_KEY_ENV: "k"})

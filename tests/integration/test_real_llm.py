@@ -12,8 +12,8 @@ import torch
 from vau.config import compose
 from vau.data.conversation import mistral
 from vau.data.tokenizer import build_tokenizer
-from vau.eval.generate import answer
-from vau.lit.anomshield import AnomShieldModule
+from vau.families.anomshield.predict import answer
+from vau.lit.module import VauModule as AnomShieldModule
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

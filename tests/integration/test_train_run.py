@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 from conftest import read_losses
 from vau.config import compose
-from vau.families import FAMILIES
 from vau.lit.checkpoint import load_weights
+from vau.lit.module import VauModule
 from vau.train import train
 
 
@@ -98,7 +98,7 @@ def test_rerun_from_saved_config_reproduces(tiny_run, vau_cli, tmp_path):
 
 def test_init_from_loads_exported_weights(tiny_run):
     cfg = compose(["experiment=tiny/lm", "run.seed=123"])
-    module = FAMILIES.get("lm").build_module(cfg)
+    module = VauModule(cfg)
     exported = load_file(str(tiny_run / "export" / "model.safetensors"))
     name = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(module.model.state_dict()[name], exported[name])

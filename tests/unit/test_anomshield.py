@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from vau.config import compose
 from vau.constants import VISUAL_TOKEN
-from vau.lit.anomshield import AnomShieldModule
+from vau.lit.module import VauModule as AnomShieldModule
 from vau.lit.checkpoint import load_weights
 
 TINY = ["experiment=tiny/anomshield_stage1"]

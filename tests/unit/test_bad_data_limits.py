@@ -145,7 +145,7 @@ def test_bad_limit_values_are_refused_in_one_line_when_the_config_loads(kw, key)
 
 def test_limit_keys_compose_and_reach_the_streams(tmp_path):
     from vau.config import compose
-    from vau.families import FAMILIES
+    from vau.families import get_family
 
     root = tmp_path / "data"
     for kind in ("images", "videos"):
@@ -155,7 +155,7 @@ def test_limit_keys_compose_and_reach_the_streams(tmp_path):
     assert (defaults.max_bad_fraction, defaults.bad_window, defaults.first_good_within) == (0.5, 1000, 100)
     cfg = compose(["experiment=tiny/lm_text", f"data.root={root}", "data.max_bad_fraction=0.25",
                    "data.bad_window=64", "data.first_good_within=7"])
-    dm = FAMILIES.get(cfg.model.family).build_datamodule(cfg)
+    dm = get_family(cfg.model.family).build_datamodule(cfg)
     for loader in (dm.train_dataloader(), dm.val_dataloader()):
         ds = loader.dataset
         assert (ds.max_bad_fraction, ds.bad_window, ds.first_good_within) == (0.25, 64, 7)

@@ -114,7 +114,9 @@ def test_every_group_file_composes(group, name):
     exp_keys = dict(_leaves(exp))
     raw = yaml.safe_load((REPO_CONF / group / f"{name}.yaml").read_text()) or {}
     # Resolved under its group key, so `${data.root}`-style interpolations find their target.
-    expected = OmegaConf.to_container(OmegaConf.create({group: raw}), resolve=True)[group]
+    # The schema's data.root stands in for `${data.root}` (the group files leave it to the schema).
+    context = OmegaConf.merge({"data": {"root": cfg.data.root}}, {group: raw})
+    expected = OmegaConf.to_container(context, resolve=True)[group]
     assert expected, f"{group}/{name}.yaml is empty"
     for key, value in _leaves(expected, f"{group}."):
         want = exp_keys.get(key, value)  # the experiment file wins over the group file

@@ -96,7 +96,7 @@ def test_check_sample_schema_target_and_media_rules():
 
 def test_anomshield_training_rejects_a_sample_without_its_target_before_decoding(tmp_path):
     from vau.config import compose
-    from vau.data.anomshield import AnomShieldDecoder, visual_tokens
+    from vau.families.anomshield.data import AnomShieldDecoder, visual_tokens
     from vau.data.tokenizer import build_tokenizer
 
     cfg = compose(["experiment=tiny/anomshield_stage1", "model.llm.pretrained=null", f"data.root={tmp_path}",

@@ -52,7 +52,7 @@ MODEL_B = [{**r, "answer": _B_ANSWERS.get(r["id"], r["answer"]), "sampling": "un
            for r in MODEL_A]
 def _cfg(tmp_path: Path, config: str | None = None, **overrides) -> EvalConfig:
     base = {"predictions": f"[{tmp_path / 'a'},{tmp_path / 'b' / 'predictions.jsonl'}]", "out": str(tmp_path / "out"),
-            "anomeval.enabled": "false", "wandb": "none", "progress": "false"}
+            "anomeval.enabled": "false", "wandb": "disabled", "progress": "false"}
     base.update(overrides)
     return compose_tool(EvalConfig, "eval", config, [f"{k}={v}" for k, v in base.items()])
 
@@ -171,13 +171,13 @@ def test_cli_prints_table_and_paths(tmp_path, capsys):
     write_predictions(tmp_path / "a", MODEL_A)
     out = tmp_path / "out"
     assert main(["eval", f"predictions=[{tmp_path / 'a'}]", f"out={out}", "caption_tasks=[]",
-                 "anomeval.enabled=false", "wandb=none"]) == 0
+                 "anomeval.enabled=false", "wandb=disabled"]) == 0
     printed = capsys.readouterr().out
     assert "| Model | Cls. Acc |" in printed and f"wrote {out / 'results.json'}" in printed
     assert main(["eval", "out=x"]) == 2
     assert "predictions: no files given" in capsys.readouterr().err
     # conf/eval/ecva.yaml leaves the local judge unset: a one-line error naming the key
-    assert main(["eval", f"predictions=[{tmp_path / 'a'}]", f"out={out}", "wandb=none"]) == 2
+    assert main(["eval", f"predictions=[{tmp_path / 'a'}]", f"out={out}", "wandb=disabled"]) == 2
     assert capsys.readouterr().err.strip().endswith(
         "anomeval.judge.model is null: set it to a local HF model folder (anomeval.judge.backend=hf)")
 
@@ -210,3 +210,14 @@ def test_anomeval_rerun_is_cached_and_equal(tmp_path, monkeypatch):
     items = [json.loads(line) for line in (tmp_path / "out" / "anomeval_items.jsonl").read_text().splitlines()]
     assert [(i["model"], i["id"]) for i in items] == [(m, i) for m in "AB" for i in ("v1#0", "v2#0", "v1#1", "v2#1")]
     assert "| A |" in markdown_table(first) and "description AnomEval" in markdown_table(first)
+
+
+def test_wandb_off_has_one_spelling_and_the_old_one_still_works(caplog):
+    from vau.config.schema import wandb_mode_of
+    from vau.errors import ConfigError
+
+    assert [wandb_mode_of(m, "wandb") for m in ("offline", "online", "disabled")] == ["offline", "online", "disabled"]
+    assert wandb_mode_of("none", "wandb") == "disabled"
+    assert "spelled 'disabled'" in caplog.text
+    with pytest.raises(ConfigError, match=r"^logger.wandb.mode='off': expected offline, online, disabled$"):
+        wandb_mode_of("off", "logger.wandb.mode")

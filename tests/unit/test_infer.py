@@ -12,8 +12,9 @@ from omegaconf import OmegaConf
 from vau.config import compose, compose_tool
 from vau.config.eval import InferConfig
 from vau.data import sampling
-from vau.eval.hard_prompt import dense_frames, parse_ranking, plan_frames, top_segments
-from vau.eval.infer import PARTS, PREDICTIONS, VideoQuestions, merge, questions_for, read_records
+from vau.families.anomshield.hard_prompt import dense_frames, parse_ranking, plan_frames, top_segments
+from vau.eval.infer import PARTS, PREDICTIONS, merge, read_records
+from vau.families.anomshield.predict import VideoQuestions, questions_for
 
 
 def _cfg(*overrides: str):
@@ -51,8 +52,8 @@ def test_ranking_parse_and_top_segments():
 
 def test_batched_left_padded_generation_equals_one_by_one():
     from vau.data.tokenizer import build_tokenizer
-    from vau.eval.generate import generate_batch
-    from vau.lit.anomshield import AnomShieldModule
+    from vau.families.anomshield.predict import generate_batch
+    from vau.lit.module import VauModule as AnomShieldModule
 
     torch.manual_seed(0)
     cfg = compose(["experiment=tiny/anomshield_stage1", "model.llm.pretrained=null", "model.template=mistral"])

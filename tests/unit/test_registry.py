@@ -74,12 +74,18 @@ def test_import_object():
 
 def test_project_registries():
     from vau.cli import COMMANDS
-    from vau.config.lm import LMRunConfig
+    from vau.families.lm.config import LMRunConfig, TextShardDataConfig, TokenDataConfig
     from vau.families import FAMILIES
     from vau.lit.optim import OPTIMIZERS, SCHEDULERS
     from vau.lit.strategies import STRATEGIES
 
-    assert FAMILIES.get("lm").config_class() is LMRunConfig
+    lm = FAMILIES.get("lm")
+    assert issubclass(lm.config_class(), LMRunConfig)
+    assert lm.config_class() is lm.config_class("tokens")  # one class per (family, pipeline)
+    data_types = {p: dict((f.name, f.type) for f in __import__("dataclasses").fields(lm.config_class(p)))["data"]
+                  for p in ("tokens", "text")}
+    assert data_types == {"tokens": TokenDataConfig, "text": TextShardDataConfig}
+    assert FAMILIES.get("lm_text").config_class() is lm.config_class("text")  # the old spelling
     assert {"adamw", "sgd"} <= set(OPTIMIZERS.names())
     assert {"constant", "cosine", "linear"} <= set(SCHEDULERS.names())
     assert {"auto", "ddp", "deepspeed"} <= set(STRATEGIES.names())

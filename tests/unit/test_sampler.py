@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vau.data.sampler import ResumableSampler
-from vau.data.tokens import TokenPatternDataset
+from vau.families.lm.data import TokenPatternDataset
 
 
 def _epoch(sampler: ResumableSampler, epoch: int) -> list[int]:

@@ -87,15 +87,15 @@ def _pipe_config(tmp_path: Path, *extra: str):
 
 
 def test_datamodule_over_pipes_needs_allow_pipe_then_reads_every_shard(tmp_path, deadline):
-    from vau.families import FAMILIES
+    from vau.families import get_family
 
     cfg, train = _pipe_config(tmp_path)
-    dm = FAMILIES.get(cfg.model.family).build_datamodule(cfg)
+    dm = get_family(cfg.model.family).build_datamodule(cfg)
     with pytest.raises(PipeNotAllowed, match=rf"pipe:cat {train[0]}.*data.allow_pipe=true"):
         dm.check()
 
     cfg, _ = _pipe_config(tmp_path, "data.allow_pipe=true", "data.num_workers=2")
-    dm = FAMILIES.get(cfg.model.family).build_datamodule(cfg)
+    dm = get_family(cfg.model.family).build_datamodule(cfg)
     dm.check()
     val = dm.val_dataloader()
     assert sorted(k for b in val for k in b["key"]) == [f"v{i:04d}" for i in range(9)]

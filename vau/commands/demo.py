@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from vau.config import compose
     from vau.config.schema import default_data_root
     from vau.data.synth import generate
-    from vau.eval.generate import answers_for_shards
+    from vau.families.anomshield.predict import answers_for_shards
     from vau.signals import STOP
     from vau.train import train
 

@@ -179,7 +179,7 @@ class EvalConfig:
     anomeval: AnomEvalConfig = field(default_factory=AnomEvalConfig)
     """AnomEval settings."""
     wandb: str = "offline"
-    """wandb mode for the results table: offline, online or none."""
+    """wandb mode for the results table: offline, online or disabled."""
     wandb_project: str = "vau"
     """wandb project."""
     table_samples: int = 20

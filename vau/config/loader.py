@@ -18,8 +18,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from vau.errors import ConfigError
-from vau.families import FAMILIES
+from vau.errors import ConfigError, UnknownNameError
+from vau.families import Family, get_family
 from vau.io import atomic_write_text
 
 #: Config groups: ``conf/<group>/<name>.yaml`` is merged under the ``<group>`` key.
@@ -154,12 +154,15 @@ def _frozen(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def _family_of(sources: Sequence[Any]) -> str:
+def _family_of(sources: Sequence[Any]) -> tuple[str, Family, str | None]:
+    """``model.family`` and ``data.pipeline`` as the sources set them (before any schema applies)."""
     loose = OmegaConf.merge(*[OmegaConf.create(s) for s in sources]) if sources else OmegaConf.create()
-    family = OmegaConf.select(loose, "model.family", default="lm", throw_on_resolution_failure=False)
-    if family not in FAMILIES:
-        raise ConfigError(f"model.family={family!r}: unknown family (valid: {', '.join(FAMILIES.names())})")
-    return family
+    name = OmegaConf.select(loose, "model.family", default="lm", throw_on_resolution_failure=False)
+    pipeline = OmegaConf.select(loose, "data.pipeline", default=None, throw_on_resolution_failure=False)
+    try:
+        return name, get_family(str(name)), pipeline
+    except UnknownNameError as e:
+        raise ConfigError(f"model.family={name!r}: {e}") from None
 
 
 def compose(
@@ -225,9 +228,11 @@ def compose(
         sources.append((f"{group}={name}", {group: _read_yaml(gpath)}))
 
     cli_node = _parse_dotlist(dotlist)
-    family = _family_of([s for _, s in sources] + [cli_node])
-    schema_cls = FAMILIES.get(family).config_class()
+    _, family, pipeline = _family_of([s for _, s in sources] + [cli_node])
+    pipeline = family.pipeline_name(pipeline)
+    schema_cls = family.config_class(pipeline)
     cfg = _merged(schema_cls(), [*sources, (_COMMAND_LINE, cli_node)])
+    cfg.data.pipeline = pipeline  # the saved config names the pipeline it ran
     schema_cls.check(cfg)
     return _frozen(cfg)
 

@@ -1,7 +1,8 @@
 """Typed schema of a vau run: the sections every model family shares.
 
 Families extend :class:`ModelConfig` and :class:`DataConfig` with their own fields and
-declare a :class:`RunConfig` subclass (see ``vau.families``). Each field carries a one-line
+declare a :class:`RunConfig` subclass (see ``vau.families``); shared model blocks bring their
+settings from ``vau.models.settings``. Each field carries a one-line
 docstring; OmegaConf validates types and, in struct mode, rejects unknown keys.
 """
 
@@ -35,7 +36,7 @@ class ModelConfig:
     """Base model section; families subclass it."""
 
     family: str = "lm"
-    """Model family: a key of the ``vau.families`` registry."""
+    """Model family: a key of the ``vau.families`` registry, or the module path of one outside it."""
     trainable: List[str] = field(default_factory=lambda: ["*"])
     """fnmatch patterns of parameter names to train; all others are frozen."""
 
@@ -53,6 +54,8 @@ def default_data_root() -> str:
 class DataConfig:
     """Base data section; families subclass it."""
 
+    pipeline: Optional[str] = None
+    """The family's data pipeline (a key of its ``Family.data``); null = its default."""
     root: str = "${oc.env:VAU_DATA,data}"
     """Root folder of the data (shards, synthetic data)."""
     batch_size: int = 2
@@ -157,6 +160,26 @@ class CheckpointConfig:
     """Write <run.dir>/export/ (trainable weights + config) when training ends."""
 
 
+WANDB_MODES = ("offline", "online", "disabled")
+"""wandb modes a config may name (wandb's own spellings; ``disabled`` = no wandb run)."""
+
+
+def wandb_mode_of(mode: str, key: str) -> str:
+    """``mode`` checked against :data:`WANDB_MODES`; the old ``none`` still means disabled.
+
+    Raises:
+        ConfigError: Any other value, naming ``key``.
+    """
+    if mode == "none":
+        import logging
+
+        logging.getLogger("vau").warning("%s=none: spelled 'disabled' now (as wandb spells it)", key)
+        return "disabled"
+    if mode not in WANDB_MODES:
+        raise ConfigError(f"{key}={mode!r}: expected {', '.join(WANDB_MODES)}")
+    return mode
+
+
 @dataclass
 class WandbConfig:
     """Weights & Biases settings."""
@@ -226,55 +249,3 @@ class RunConfig:
         fraction = OmegaConf.select(cfg, "data.max_bad_fraction", default=None)
         if fraction is not None and not 0 < fraction <= 1:
             raise ConfigError(f"data.max_bad_fraction={fraction}: expected a fraction in (0, 1] (1 = never fail)")
-
-
-@dataclass
-class LoraSection:
-    """PEFT LoRA adapter settings (shared by every family with an LLM)."""
-
-    enabled: bool = False
-    """Wrap the LLM with a PEFT LoRA adapter."""
-    r: int = 8
-    """LoRA rank."""
-    alpha: int = 16
-    """LoRA alpha (scaling = alpha / r)."""
-    dropout: float = 0.05
-    """Dropout on the LoRA branch."""
-    target_modules: List[str] = field(default_factory=lambda: ["all-linear"])
-    """Module names to adapt; ['all-linear'] = every linear layer but the LM head (PEFT)."""
-
-
-@dataclass
-class CausalLMSection:
-    """A Hugging Face causal LM: a local checkpoint or a config to build from scratch."""
-
-    pretrained: Optional[str] = None
-    """Local HF model directory (from_pretrained); null = random init from `arch`."""
-    gguf_file: Optional[str] = None
-    """GGUF file inside `pretrained` to load instead of safetensors."""
-    arch: str = "mistral"
-    """HF model_type used when `pretrained` is null (random init, tests and demos)."""
-    hidden_size: int = 32
-    """Hidden size of a random-init model."""
-    intermediate_size: int = 64
-    """MLP width of a random-init model."""
-    num_hidden_layers: int = 2
-    """Layers of a random-init model."""
-    num_attention_heads: int = 4
-    """Attention heads of a random-init model."""
-    num_key_value_heads: int = 2
-    """KV heads of a random-init model."""
-    vocab_size: int = 128
-    """Vocabulary of a random-init model."""
-    max_position_embeddings: int = 512
-    """Context length of a random-init model."""
-    dtype: str = "float32"
-    """Weights dtype at load (float32, bfloat16, float16)."""
-    trust_remote_code: bool = False
-    """Allow model code from the checkpoint directory (off unless you trust it)."""
-    attn_implementation: Optional[str] = None
-    """HF attention backend (eager, sdpa, flash_attention_2); null = HF default."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in backward to save memory."""
-    lora: LoraSection = field(default_factory=LoraSection)
-    """LoRA adapter on this LM."""

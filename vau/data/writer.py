@@ -20,7 +20,7 @@ from typing import Callable, Optional, Union
 
 from vau.data.manifest import Sample, build_sample, iter_manifest
 from vau.io import atomic_write_text, current_umask
-from vau.progress import track
+from vau.progress import interactive, track
 from vau.errors import ConfigError, ExistsError, NotFoundError
 
 SIZES_FILE = "sizes.json"
@@ -171,7 +171,7 @@ def write_shards(
     base = Path(root) if root is not None else manifest.parent
     out_dir = Path(pattern % 0).parent
     if progress is None:
-        progress = sys.stderr.isatty()
+        progress = interactive()
     total = None
     if progress:  # a second pass over the manifest only to size the bar
         with open(manifest, encoding="utf-8") as f:

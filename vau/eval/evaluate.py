@@ -77,18 +77,19 @@ def predictions_file(path: str | Path) -> Path:
     return p
 
 
-def load_predictions(path: str | Path) -> tuple[list[dict], int]:
+def load_predictions(path: str | Path, required: Sequence[str] = _REQUIRED) -> tuple[list[dict], int]:
     """Rows of a predictions file, in file order, and the number of lines skipped.
 
-    A line that is not JSON or lacks id/task/answer is skipped with a warning naming file and
-    line (the last line of a killed writer may be cut). A repeated id keeps its first row.
+    A line that is not JSON or lacks a string ``required`` field (id, task, answer) is skipped
+    with a warning naming file and line (the last line of a killed writer may be cut). A
+    repeated id keeps its first row.
     """
     p = predictions_file(path)
     rows: dict[str, dict] = {}
     skipped = 0
     for lineno, obj in iter_manifest(p):
-        if not _has_strings(obj, _REQUIRED):
-            log.warning("%s:%d: skipped (expected a JSON object with string id, task, answer)", p, lineno)
+        if not _has_strings(obj, required):
+            log.warning("%s:%d: skipped (expected a JSON object with string %s)", p, lineno, ", ".join(required))
             skipped += 1
         elif obj["id"] in rows:
             log.warning("%s:%d: skipped (id %r already seen)", p, lineno, obj["id"])
@@ -226,8 +227,38 @@ def _anomeval(rows: list[dict], judge: Any, cfg: Any) -> tuple[list[dict], dict]
     return anomeval(items, judge, cfg.anomeval, progress=cfg.progress)
 
 
+def family_scorer(path: str | Path) -> tuple[str, Callable[[list[dict]], dict[str, float]]] | None:
+    """``(family, Task.score)`` of the family that wrote ``path`` (``infer.json`` beside it names
+    it) when that family scores its own records; None for per-task scoring (AnomShield's)."""
+    from vau.families import get_family
+    from vau.families.task import Task
+    from vau.registry import import_object
+
+    summary = predictions_file(path).parent / "infer.json"
+    try:
+        family = json.loads(summary.read_text()).get("family") if summary.is_file() else None
+    except (OSError, ValueError):
+        family = None
+    if not family:
+        return None
+    task = import_object(get_family(family).task)
+    return (family, task.score) if task.score.__func__ is not Task.score.__func__ else None
+
+
+def _evaluate_family(name: str, path: str, family: str, score: Callable) -> tuple[dict, list[dict]]:
+    """One model's results entry from its family's own ``Task.score`` (all records as one task)."""
+    rows, skipped = load_predictions(path, required=("id",))
+    notes = [f"{skipped} line(s) skipped (not JSON or no id)"] if skipped else []
+    tasks = {family: {**score(rows), "n": len(rows)}} if rows else {}
+    return {"predictions": str(predictions_file(path)), "skipped_lines": skipped, "tasks": tasks,
+            "anomeval": None, "anomeval_items": [], "notes": notes}, rows
+
+
 def _evaluate_model(name: str, path: str, refs: dict[str, dict], judge: Any, cfg: Any) -> tuple[dict, list[dict]]:
     """One model's results entry and its (reference-overridden) prediction rows."""
+    own = family_scorer(path)
+    if own is not None:
+        return _evaluate_family(name, path, *own)
     rows, skipped = load_predictions(path)
     rows = [{**r, **refs.get(r["id"], {})} for r in rows]
     by_task: dict[str, list[dict]] = {}
@@ -283,8 +314,9 @@ def evaluate(cfg: Any) -> dict:
     """
     from omegaconf import OmegaConf
 
-    if cfg.wandb not in ("offline", "online", "none"):
-        raise ConfigError(f"wandb={cfg.wandb!r}: expected offline, online or none")
+    from vau.config.schema import wandb_mode_of
+
+    wandb_mode = wandb_mode_of(cfg.wandb, "wandb")
     if not cfg.predictions:
         raise ConfigError("predictions: no files given; expected predictions=[run_a/predictions.jsonl,run_b]")
     names = model_names(cfg.predictions, cfg.names)
@@ -305,8 +337,8 @@ def evaluate(cfg: Any) -> dict:
     results = {"models": models, "config": OmegaConf.to_container(OmegaConf.create(cfg), resolve=True),
                "judge_calls": judge.calls if judge else 0, "judge_cache_hits": judge.hits if judge else 0}
     write_results(results, out)
-    if cfg.wandb != "none":
-        log_wandb(results, samples, cfg)
+    if wandb_mode != "disabled":
+        log_wandb(results, samples, cfg, wandb_mode)
     return results
 
 
@@ -324,8 +356,10 @@ def _md(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(f"| {' | '.join(cells)} |" for cells in lines)
 
 
-def _cell(value: float | None, scale: float) -> str:
-    return "-" if value is None else f"{value * scale:.2f}"
+def _cell(value: float | None, scale: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if scale is None else f"{value * scale:.2f}"  # None: a family's own metric, as is
 
 
 def markdown_table(results: dict) -> str:
@@ -345,7 +379,11 @@ def markdown_table(results: dict) -> str:
 
     tables = []
     groups = [(f"{task} {col}", task, key, scale) for task in free_text for col, key, scale in CAPTION_COLUMNS]
-    for columns in (groups, TASK_COLUMNS):
+    laid_out = {*free_text, *(c[1] for c in TASK_COLUMNS)}
+    # Families that score their own records (Task.score): one column per metric, as computed.
+    own = sorted({(task, key) for m in models.values() for task, metrics in m["tasks"].items()
+                  if task not in laid_out for key in metrics if key != "n"})
+    for columns in (groups, TASK_COLUMNS, [(f"{task} {key}", task, key, None) for task, key in own]):
         columns = [c for c in columns if any(value(m, c[1], c[2]) is not None for m in models.values())]
         if columns:
             rows = [[name, *(_cell(value(m, task, key), scale) for _, task, key, scale in columns)]
@@ -360,8 +398,8 @@ def summary_metrics(results: dict) -> dict[str, float]:
             for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
-def log_wandb(results: dict, samples: dict[str, list[dict]], cfg: Any) -> None:
-    """One wandb run (``cfg.wandb`` mode, files under ``<out>/wandb``): summary metrics and a sample table."""
+def log_wandb(results: dict, samples: dict[str, list[dict]], cfg: Any, mode: str) -> None:
+    """One wandb run (``mode``, files under ``<out>/wandb``): summary metrics and a sample table."""
     import wandb
 
     scores = {(name, i["id"]): i.get("S") for name, m in results["models"].items() for i in m["anomeval_items"]}
@@ -370,7 +408,7 @@ def log_wandb(results: dict, samples: dict[str, list[dict]], cfg: Any) -> None:
         for r in rows:
             table.add_data(name, r["id"], r["task"], r.get("prompt"), r["answer"], "\n".join(_references(r)),
                            scores.get((name, r["id"])))
-    run = wandb.init(project=cfg.wandb_project, mode=cfg.wandb, dir=cfg.out, name=Path(cfg.out).resolve().name,
+    run = wandb.init(project=cfg.wandb_project, mode=mode, dir=cfg.out, name=Path(cfg.out).resolve().name,
                      job_type="eval", config=results["config"])
     try:
         run.log({**summary_metrics(results), "judge_calls": results["judge_calls"], "samples": table})

@@ -57,14 +57,17 @@ class ThroughputLogger(L.Callback):
         self._batches += 1
         self._samples += int(pl_module.batch_size(batch))
         self._tokens += int(pl_module.num_tokens(batch))
+        # A family without text counts no tokens: no tokens/s then (Throughput wants lengths >= samples).
         self._tp.update(time=time.perf_counter() - self._t0, batches=self._batches,
-                        samples=self._samples, lengths=self._tokens)
+                        samples=self._samples, lengths=self._tokens or None)
         metrics = self._tp.compute()
         world = trainer.world_size  # ranks run in lockstep: total = per-device x world size
         if "device/samples_per_sec" in metrics:
-            sps, tps = metrics["device/samples_per_sec"], metrics["device/items_per_sec"]
-            pl_module.log("train/samples_per_sec", float(sps) * world, on_step=True, on_epoch=False)
-            pl_module.log("train/tokens_per_sec", float(tps) * world, on_step=True, on_epoch=False)
+            pl_module.log("train/samples_per_sec", float(metrics["device/samples_per_sec"]) * world,
+                          on_step=True, on_epoch=False)
+        if "device/items_per_sec" in metrics:
+            pl_module.log("train/tokens_per_sec", float(metrics["device/items_per_sec"]) * world,
+                          on_step=True, on_epoch=False)
 
 
 class ExportOnEnd(L.Callback):

@@ -14,7 +14,6 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from vau.config import to_container
 from vau.io import atomic_path, atomic_write_text
-from vau.errors import ConfigError
 
 
 class _ResumableWriter(ExperimentWriter):
@@ -115,10 +114,9 @@ class RunCSVLogger(CSVLogger):
 
 def wandb_mode(cfg: Any) -> str:
     """offline unless the config or $WANDB_MODE says otherwise."""
-    mode = cfg.logger.wandb.mode or os.environ.get("WANDB_MODE") or "offline"
-    if mode not in ("offline", "online", "disabled"):
-        raise ConfigError(f"logger.wandb.mode={mode!r}: expected offline, online or disabled")
-    return mode
+    from vau.config.schema import wandb_mode_of
+
+    return wandb_mode_of(cfg.logger.wandb.mode or os.environ.get("WANDB_MODE") or "offline", "logger.wandb.mode")
 
 
 def wandb_run_id(run_dir: Path) -> str:

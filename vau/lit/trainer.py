@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,11 +16,12 @@ from vau.lit.preemption import PreemptionHandler
 from vau.lit.checkpoint import AtomicCheckpointIO, VauCheckpoint
 from vau.lit.strategies import build_strategy
 from vau.errors import ConfigError
+from vau.progress import interactive
 
 
 def _progress_bar(kind: str):
     if kind == "auto":
-        kind = "rich" if sys.stdout.isatty() else "none"
+        kind = "rich" if interactive() else "none"
     if kind == "rich":
         return RichProgressBar()
     if kind == "tqdm":
@@ -106,3 +106,17 @@ def build_trainer(cfg: Any, run_dir: Path, conf_root: Path, loggers: Sequence, c
     # batch, losing the stop checkpoint; vau.signals.STOP + PreemptionHandler own the signals.
     trainer._signal_connector.register_signal_handlers = lambda: None
     return trainer
+
+
+def _devices(value: Any) -> Any:
+    # A command-line `devices=2` arrives as the string "2" where the field is typed str.
+    return int(value) if str(value).isdigit() else value
+
+
+def build_predict_trainer(cfg: Any) -> L.Trainer:
+    """The Trainer of ``vau infer`` (an ``InferConfig``): devices and precision, no logger or checkpoints."""
+    return L.Trainer(accelerator=cfg.accelerator, devices=_devices(cfg.devices), num_nodes=cfg.num_nodes,
+                     precision=cfg.precision, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=cfg.progress if cfg.progress is not None else interactive(),
+                     enable_model_summary=False,
+                     use_distributed_sampler=False)  # predictors split their data by rank themselves

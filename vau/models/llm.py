@@ -55,7 +55,7 @@ def build_causal_lm(cfg: Any) -> nn.Module:
     LoRA is applied when ``cfg.lora.enabled``.
 
     Args:
-        cfg: A ``vau.config.schema.CausalLMSection`` (or DictConfig of it).
+        cfg: A ``vau.models.settings.CausalLMSection`` (or DictConfig of it).
 
     Returns:
         The model (a ``peft.PeftModel`` when LoRA is on).

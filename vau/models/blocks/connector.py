@@ -10,21 +10,19 @@ Every connector maps ``[batch, L, D]`` to ``[batch, L, D]`` with D the vision wi
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-# The typed section lives with the run config (dataclasses only, no torch), under this name here.
-from vau.config.anomshield import ConnectorSection as ConnectorConfig
 from vau.models.blocks.mamba import MambaBlock
+from vau.models.settings import ConnectorSection
 from vau.registry import Registry
 
 __all__ = [
     "CONNECTORS",
-    "ConnectorConfig",
+    "ConnectorSection",
     "MLPConnector",
     "MambaConnector",
     "build_connector",
@@ -101,21 +99,21 @@ class MLPConnector(nn.Module):
         return self.mlp(x)
 
 
-CONNECTORS: Registry[Callable[[ConnectorConfig, int], nn.Module]] = Registry("connector")
+CONNECTORS: Registry[Callable[[ConnectorSection, int], nn.Module]] = Registry("connector")
 
 
 @CONNECTORS.register("bimamba")
-def _bimamba(cfg: ConnectorConfig, dim: int) -> nn.Module:
+def _bimamba(cfg: ConnectorSection, dim: int) -> nn.Module:
     return MambaConnector(dim, cfg.depth, True, cfg.d_state, cfg.d_conv, cfg.expand, cfg.drop_path)
 
 
 @CONNECTORS.register("mamba")
-def _mamba(cfg: ConnectorConfig, dim: int) -> nn.Module:
+def _mamba(cfg: ConnectorSection, dim: int) -> nn.Module:
     return MambaConnector(dim, cfg.depth, False, cfg.d_state, cfg.d_conv, cfg.expand, cfg.drop_path)
 
 
 @CONNECTORS.register("mlp")
-def _mlp(cfg: ConnectorConfig, dim: int) -> nn.Module:
+def _mlp(cfg: ConnectorSection, dim: int) -> nn.Module:
     return MLPConnector(dim)
 
 
@@ -123,15 +121,10 @@ def build_connector(cfg: Any, dim: int) -> nn.Module:
     """Builds the connector named by ``cfg.name`` for tokens of width ``dim``.
 
     Args:
-        cfg: A :class:`ConnectorConfig`, or any object with (some of) its fields as attributes
-            (a run config's connector section, an OmegaConf node); missing fields take the
-            defaults.
+        cfg: A :class:`ConnectorSection` (or an OmegaConf node of one).
         dim: Token width D (1024 for CLIP ViT-L/14).
 
     Returns:
         A module mapping ``[batch, L, dim]`` to ``[batch, L, dim]``.
     """
-    if not isinstance(cfg, ConnectorConfig):
-        names = [f.name for f in dataclasses.fields(ConnectorConfig)]
-        cfg = ConnectorConfig(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)})
     return CONNECTORS.get(cfg.name)(cfg, dim)

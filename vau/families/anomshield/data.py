@@ -1,4 +1,4 @@
-"""AnomShield data: frames + a templated conversation per sample, padded into batches."""
+"""Data pipeline of the `anomshield` family: frames + a templated conversation per sample, padded into batches."""
 
 from __future__ import annotations
 
@@ -75,11 +75,10 @@ def pad_collate(pad_id: int):
 
 
 def visual_tokens(cfg: Any) -> int:
-    """Visual tokens per sample: frames x (patch grid / pool)^2."""
-    from vau.models.vision import clip_geometry
+    """Visual tokens per sample: frames x the model's tokens per frame."""
+    from vau.families.anomshield.model import tokens_per_frame
 
-    image_size, patch_size = clip_geometry(cfg.model.vision)
-    return cfg.data.decode.frames * ((image_size // patch_size) // cfg.model.pool) ** 2
+    return cfg.data.decode.frames * tokens_per_frame(cfg.model)
 
 
 class AnomShieldDataModule(ShardDataModule):

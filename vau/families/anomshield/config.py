@@ -6,50 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from vau.config.data import ShardDataConfig
-from vau.config.schema import CausalLMSection, ModelConfig, RunConfig
+from vau.config.schema import ModelConfig, RunConfig
 from vau.errors import ConfigError
-
-
-@dataclass
-class VisionSection:
-    """The CLIP vision tower."""
-
-    pretrained: Optional[str] = None
-    """Local HF CLIP directory (CLIPVisionModel.from_pretrained); null = random init from the sizes below."""
-    select_layer: int = -2
-    """Hidden layer whose patch tokens are used (CLS dropped); -2 as LLaVA/ECVA."""
-    image_size: int = 224
-    """Input side of a random-init tower (a pretrained one reads its own)."""
-    patch_size: int = 14
-    """Patch side of a random-init tower."""
-    hidden_size: int = 1024
-    """Width of a random-init tower."""
-    intermediate_size: int = 4096
-    """MLP width of a random-init tower."""
-    num_hidden_layers: int = 24
-    """Layers of a random-init tower."""
-    num_attention_heads: int = 16
-    """Heads of a random-init tower."""
-    dtype: str = "float32"
-    """Weights dtype at load."""
-
-
-@dataclass
-class ConnectorSection:
-    """The sequence connector between vision tokens and the projector (ECVA Eqs. 2-10)."""
-
-    name: str = "bimamba"
-    """Variant: a key of ``vau.models.blocks.connector.CONNECTORS`` (bimamba, mamba, mlp)."""
-    depth: int = 1
-    """Number of (Bi)Mamba blocks."""
-    d_state: int = 16
-    """SSM state size N."""
-    d_conv: int = 4
-    """Causal depthwise conv width."""
-    expand: int = 2
-    """Inner width = expand x vision width."""
-    drop_path: float = 0.1
-    """Stochastic-depth rate of the blocks (training only)."""
+from vau.models.settings import CausalLMSection, ConnectorSection, VisionSection
 
 
 @dataclass
@@ -88,8 +47,6 @@ class AnomShieldRunConfig(RunConfig):
 
     model: AnomShieldModelConfig = field(default_factory=AnomShieldModelConfig)
     """AnomShield model section."""
-    data: AnomShieldDataConfig = field(default_factory=AnomShieldDataConfig)
-    """Shard data section."""
 
     @classmethod
     def check(cls, cfg: Any) -> None:

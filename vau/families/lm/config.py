@@ -1,15 +1,12 @@
-"""Config of the `lm` family: a causal LM fine-tuned on token sequences.
-
-It is the smallest complete family (used by the platform tests: resume, DDP, DeepSpeed with
-LoRA) and a template for the multimodal families, which add vision/connector sections.
-"""
+"""Config of the `lm` family: a causal LM fine-tuned on token sequences (two data pipelines)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from vau.config.data import ShardDataConfig
-from vau.config.schema import CausalLMSection, DataConfig, ModelConfig, RunConfig
+from vau.config.schema import DataConfig, ModelConfig, RunConfig
+from vau.models.settings import CausalLMSection
 
 
 @dataclass
@@ -35,16 +32,6 @@ class TokenDataConfig(DataConfig):
 
 
 @dataclass
-class LMRunConfig(RunConfig):
-    """Run config of the `lm` family."""
-
-    model: LMModelConfig = field(default_factory=LMModelConfig)
-    """Causal LM model section."""
-    data: TokenDataConfig = field(default_factory=TokenDataConfig)
-    """Synthetic token data section."""
-
-
-@dataclass
 class TextShardDataConfig(ShardDataConfig):
     """Annotation text from tar shards (e.g. `vau synth` captions) as LM training sequences."""
 
@@ -55,10 +42,8 @@ class TextShardDataConfig(ShardDataConfig):
 
 
 @dataclass
-class LMTextRunConfig(RunConfig):
-    """Run config of the `lm_text` family: the causal LM trained on shard annotation text."""
+class LMRunConfig(RunConfig):
+    """Run config of the `lm` family (its data section is typed by ``data.pipeline``: tokens or text)."""
 
     model: LMModelConfig = field(default_factory=LMModelConfig)
     """Causal LM model section."""
-    data: TextShardDataConfig = field(default_factory=TextShardDataConfig)
-    """Shard text data section."""

@@ -11,8 +11,15 @@ from torch import nn
 from vau.constants import VISUAL_TOKEN
 from vau.models.blocks.connector import build_connector
 from vau.models.llm import build_causal_lm
-from vau.models.vision import build_clip_vision
+from vau.models.vision import build_clip_vision, clip_geometry
 from vau.errors import ConfigError
+
+
+def tokens_per_frame(cfg: Any) -> int:
+    """Visual tokens per frame after pooling, ``(patch grid / pool)^2``, from the tower's geometry alone."""
+    image_size, patch_size = clip_geometry(cfg.vision)
+    return ((image_size // patch_size) // cfg.pool) ** 2
+
 
 class AnomShield(nn.Module):
     """The AnomShield video LLM.
@@ -31,6 +38,8 @@ class AnomShield(nn.Module):
         # ECVA Eq. 1: learned temporal p_t (T x D) and spatial p_s (M x D) embeddings added to patches.
         self.temporal_embed = nn.Parameter(torch.zeros(cfg.max_frames, d_vis))
         self.spatial_embed = nn.Parameter(torch.zeros(grid * grid, d_vis))
+        self.tokens_per_frame = tokens_per_frame(cfg)
+        """Visual tokens per frame after pooling."""
         nn.init.trunc_normal_(self.temporal_embed, std=0.02)
         nn.init.trunc_normal_(self.spatial_embed, std=0.02)
         self.connector = build_connector(cfg.connector, d_vis)  # ECVA Eqs. 2-10
@@ -38,11 +47,6 @@ class AnomShield(nn.Module):
         d_llm = self.llm.get_input_embeddings().embedding_dim
         # ECVA §IV-B: two-layer MLP projector into the LLM's embedding space.
         self.projector = nn.Sequential(nn.Linear(d_vis, d_llm), nn.GELU(), nn.Linear(d_llm, d_llm))
-
-    @property
-    def tokens_per_frame(self) -> int:
-        """Visual tokens per frame after pooling."""
-        return (self.vision.grid // self.cfg.pool) ** 2
 
     def encode_visual(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, S, S]`` frames -> ``[B, T * tokens_per_frame, D_llm]`` visual tokens."""
