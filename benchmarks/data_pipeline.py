@@ -1,6 +1,6 @@
 """Clips/s of the shard pipeline vs. raw PyAV decoding of the same frames from the same files.
 
-Pipeline: tar shards -> vau.data.stream.ShardStream (2 DataLoader workers) -> exact-frame
+Pipeline: tar shards -> vau.data.loading.stream.ShardStream (2 DataLoader workers) -> exact-frame
 decode of F uniformly spaced frames -> resize + centre crop + normalise to S x S.
 Baseline: the same videos as plain files, 2 worker processes, each opening the file with
 PyAV and decoding sequentially up to the last wanted frame, keeping the wanted frames as
@@ -29,12 +29,12 @@ import av
 import torch
 
 from vau.config.data import DecodeConfig
-from vau.data.decode import SampleDecoder, collate
-from vau.data.sampling import uniform
-from vau.data.shardlist import expand_shards
-from vau.data.stream import ShardLoader, ShardStream, Source
-from vau.data.video import probe
-from vau.data.writer import write_shards
+from vau.data.media.decode import SampleDecoder, collate
+from vau.data.media.sampling import uniform
+from vau.data.shards.shardlist import expand_shards
+from vau.data.loading.stream import ShardLoader, ShardStream, Source
+from vau.data.media.video import probe
+from vau.data.shards.writer import write_shards
 
 VIDEOS = ["bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4"]
 

@@ -66,7 +66,7 @@ def merge_lora(source: str | Path, out: str | Path) -> Path:
         ValueError: The exported model has no LoRA adapter.
     """
     from vau.config import to_yaml
-    from vau.data.tokenizer import build_tokenizer
+    from vau.data.text.tokenizer import build_tokenizer
 
     cfg, task, model = load_export(source)
     llm = task.llm(model)

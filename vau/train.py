@@ -75,9 +75,7 @@ def _train(cfg: Any, conf_root: Optional[Path], callbacks: tuple) -> Path:
         export_weights_file(cfg.init_from)  # the previous stage's export, named first
     family = get_family(cfg.model.family)
     datamodule = family.build_datamodule(cfg)
-    check = getattr(datamodule, "check", None)
-    if callable(check):
-        check()  # data.root and shard specs, before the (possibly 7B) model is built
+    datamodule.check()  # data.root and shard specs, before the (possibly 7B) model is built
     module = VauModule(cfg, family.build_task(cfg))
     if ckpt_path is not None:
         check_resume_fits(module, ckpt_path)

@@ -95,7 +95,7 @@ def _read(path: Path) -> list[dict]:
 def test_infer_hard_prompt_resume_uniform_then_eval(demo, tmp_path):
     data, runs, _ = demo
     shards = sorted((data / "synth" / "shards").glob("videos-val-*.tar"))
-    infer = ["infer", "--config", "tiny", f"model={runs / 'tiny_anomshield_stage3'}",
+    infer = ["infer", "infer=tiny", f"model={runs / 'tiny_anomshield_stage3'}",
              f"shards={data / 'synth' / 'shards' / 'videos-val-*.tar'}", "progress=false"]
 
     # Hard prompt: 8 coarse segments captioned and ranked, the top 2 sampled densely (4 frames each).
@@ -135,7 +135,7 @@ def test_infer_hard_prompt_resume_uniform_then_eval(demo, tmp_path):
 
     # Eval of both with an HTTP judge: the paper's tables, AnomEval per answer, cached judge answers.
     out = tmp_path / "eval"
-    evaluate = ["eval", "--config", "http", f"predictions=[{hard},{uniform}]", "names=[hard_prompt,uniform]",
+    evaluate = ["eval", "eval=http", f"predictions=[{hard},{uniform}]", "names=[hard_prompt,uniform]",
                 f"out={out}", "wandb=disabled", "progress=false", "anomeval.judge.model=fake",
                 f"anomeval.judge.api_key_env={JUDGE_KEY_ENV}"]
     with JudgeServer(judge_answer) as server:

@@ -26,7 +26,7 @@ def _rows(model: str) -> list[dict]:
 
 
 def _command(tmp_path: Path, out: Path, url: str) -> list[str]:
-    return [sys.executable, "-m", "vau", "eval", "--config", "http", f"out={out}",
+    return [sys.executable, "-m", "vau", "eval", "eval=http", f"out={out}",
             f"predictions=[{tmp_path / 'A'},{tmp_path / 'B'}]", "caption_tasks=[]", "wandb=disabled", "progress=false",
             f"anomeval.judge.base_url={url}", "anomeval.judge.model=fake", f"anomeval.judge.api_key_env={JUDGE_KEY_ENV}"]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from vau.config import compose
-from vau.data.conversation import mistral
-from vau.data.tokenizer import build_tokenizer
+from vau.data.text.conversation import mistral
+from vau.data.text.tokenizer import build_tokenizer
 from vau.families.anomshield.predict import answer
 from vau.lit.module import VauModule as AnomShieldModule
 

@@ -57,8 +57,8 @@ def test_resume_deepspeed_lora_cpu(vau_cli, tmp_path, zero):
 
 def _caption_shards(root) -> None:
     """Caption shards where the tiny_lm_text experiment looks, with one broken sample."""
-    from vau.data.manifest import Sample
-    from vau.data.writer import ShardWriter
+    from vau.data.shards.manifest import Sample
+    from vau.data.shards.writer import ShardWriter
 
     colours, shapes = ["red", "green", "blue", "yellow"], ["circle", "square", "triangle"]
     for kind, n in (("images", 40), ("videos", 24)):

@@ -117,7 +117,7 @@ FILES = {
 
         import torch
 
-        from vau.data.shard_datamodule import ShardDataModule
+        from vau.data.loading.shard_datamodule import ShardDataModule
 
 
         def decode(sample):

@@ -37,7 +37,7 @@ def test_run_dir_layout(tiny_run):
     # a fully trained LM is also a plain HF folder, loadable as a later run's model.llm.pretrained
     from transformers import AutoModelForCausalLM
 
-    from vau.data.tokenizer import ByteTokenizer, build_tokenizer
+    from vau.data.text.tokenizer import ByteTokenizer, build_tokenizer
 
     hf = AutoModelForCausalLM.from_pretrained(str(export / "hf"))
     assert hf.config.vocab_size == 128

@@ -158,7 +158,7 @@ def test_pretrained_towers_load_from_local_hf_folders(tmp_path):
     # Saved with save_pretrained, read back through the loading code the full-size configs use.
     from transformers import AutoConfig, AutoModelForCausalLM, CLIPVisionConfig, CLIPVisionModel
 
-    from vau.data.tokenizer import ByteTokenizer
+    from vau.data.text.tokenizer import ByteTokenizer
 
     torch.manual_seed(1)
     clip = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from vau.config.data import DecodeConfig
-from vau.data.decode import SampleDecoder, collate
-from vau.data.manifest import Sample
-from vau.data.stream import META, ShardLoader, ShardStream, Source
-from vau.data.writer import ShardWriter
+from vau.data.media.decode import SampleDecoder, collate
+from vau.data.shards.manifest import Sample
+from vau.data.loading.stream import META, ShardLoader, ShardStream, Source
+from vau.data.shards.writer import ShardWriter
 from vau.errors import ConfigError, DataError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vau.constants import IGNORE_INDEX, VISUAL_TOKEN
-from vau.data.conversation import (
+from vau.data.text.conversation import (
     TEMPLATES,
     generation_prompt,
     mistral,
@@ -13,7 +13,7 @@ from vau.data.conversation import (
     truncate,
     turns_from_annotation,
 )
-from vau.data.tokenizer import ByteTokenizer
+from vau.data.text.tokenizer import ByteTokenizer
 
 TOK = ByteTokenizer(128)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vau.data.annotation import validate_annotation
+from vau.data.shards.annotation import validate_annotation
 from vau.data.convert import CONVERTERS, ConvertSummary, convert
 from vau.data.convert.common import (
     UniqueKeys,
@@ -24,7 +24,7 @@ from vau.data.convert.common import (
 )
 from vau.data.convert.ecva import QUESTIONS, parse_string_list, parse_type_score
 from vau.data.convert.xd_violence import label_classes
-from vau.data.writer import rejects_file, write_shards
+from vau.data.shards.writer import rejects_file, write_shards
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "convert"
 SOURCES = {

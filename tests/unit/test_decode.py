@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from vau.data import video as video_mod
-from vau.data.audio import decode_audio
-from vau.data.image import load_image
-from vau.data.video import (
+from vau.data.media import video as video_mod
+from vau.data.media.audio import decode_audio
+from vau.data.media.image import load_image
+from vau.data.media.video import (
     CLIP_MEAN,
     CLIP_STD,
     VideoDecodeError,

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from vau.config.data import DecodeConfig
-from vau.data.decode import SampleDecoder, check_sample, collate
-from vau.data.manifest import Sample
-from vau.data.stream import ShardLoader, ShardStream, Source
-from vau.data.writer import ShardWriter
+from vau.data.media.decode import SampleDecoder, check_sample, collate
+from vau.data.shards.manifest import Sample
+from vau.data.loading.stream import ShardLoader, ShardStream, Source
+from vau.data.shards.writer import ShardWriter
 
 CONV = [{"from": "human", "value": "<video>\nWhat happens?"}, {"from": "gpt", "value": "A man falls."}]
 
@@ -66,7 +66,7 @@ def test_short_video_pad_repeats_frames_counts_and_warns_rate_limited(caplog):
 
 
 def test_check_clip_probes_without_decoding_and_applies_the_policy(monkeypatch):
-    import vau.data.video as video
+    import vau.data.media.video as video
 
     monkeypatch.setattr(video, "decode_clip", lambda *a, **k: pytest.fail("check_clip decoded frames"))
     dec = SampleDecoder(DecodeConfig(frames=3), train=False)
@@ -97,7 +97,7 @@ def test_check_sample_schema_target_and_media_rules():
 def test_anomshield_training_rejects_a_sample_without_its_target_before_decoding(tmp_path):
     from vau.config import compose
     from vau.families.anomshield.data import AnomShieldDecoder, visual_tokens
-    from vau.data.tokenizer import build_tokenizer
+    from vau.data.text.tokenizer import build_tokenizer
 
     cfg = compose(["experiment=tiny/anomshield_stage1", "model.llm.pretrained=null", f"data.root={tmp_path}",
                    "data.target=conversations"])

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from vau.config import compose, compose_tool
 from vau.config.eval import InferConfig
-from vau.data import sampling
+from vau.data.media import sampling
 from vau.families.anomshield.hard_prompt import dense_frames, parse_ranking, plan_frames, top_segments
 from vau.eval.infer import PARTS, PREDICTIONS, merge, read_records
 from vau.families.anomshield.predict import VideoQuestions, questions_for
@@ -51,7 +51,7 @@ def test_ranking_parse_and_top_segments():
 
 
 def test_batched_left_padded_generation_equals_one_by_one():
-    from vau.data.tokenizer import build_tokenizer
+    from vau.data.text.tokenizer import build_tokenizer
     from vau.families.anomshield.predict import generate_batch
     from vau.lit.module import VauModule as AnomShieldModule
 
@@ -124,8 +124,8 @@ def test_every_video_is_read_by_exactly_one_rank(synth):
 
 
 def test_done_questions_are_skipped_and_bad_videos_reported(synth, tmp_path):
-    from vau.data.manifest import Sample
-    from vau.data.writer import ShardWriter
+    from vau.data.shards.manifest import Sample
+    from vau.data.shards.writer import ShardWriter
 
     cfg = _cfg(f"shards={synth}/videos-val-000000.tar", "questions_from=conversations", "tasks=[detection,cause]",
                "hard_prompt.coarse_frames=16", "frames=4")

@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import raw_tar
 from test_decode_rules import CONV, tiny_video  # tests/unit is on sys.path, as for eval_fakes
 
-from vau.data.inspect import inspect_shards
+from vau.data.shards.inspect import inspect_shards
 
 
 def _png() -> bytes:

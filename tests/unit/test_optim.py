@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fnmatch import fnmatchcase
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from vau.config.schema import OptimConfig
+from vau.errors import ConfigError
 from vau.lit.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler, param_groups
 
 
@@ -75,6 +77,107 @@ def test_exact_parameter_name_prefix():
     owner = _by_param(param_groups(model.named_parameters(), _cfg(lr=1.0, lr_mult={"llm.bias": 0.1})))
     assert owner[id(model.llm.bias)]["lr"] == pytest.approx(0.1)
     assert owner[id(model.llm.weight)]["lr"] == pytest.approx(1.0)
+
+
+class TinyLora(Tiny):
+    def __init__(self) -> None:
+        super().__init__()
+        self.connector.add_module("lora_A", nn.Linear(3, 1, bias=False))
+        self.llm.add_module("lora_B", nn.Linear(1, 2, bias=False))
+
+
+def _expected_lr(model, lr, mults, pick):
+    """Independent reference: ``pick`` chooses among the keys that fnmatch (or prefix-match) a name."""
+    out = {}
+    for name, _ in model.named_parameters():
+        hits = [k for k in mults if (fnmatchcase(name, k) if any(c in k for c in "*?[")
+                                     else name == k or name.startswith(k + "."))]
+        out[name] = lr * (mults[pick(hits)] if hits else 1.0)
+    return out
+
+
+@pytest.mark.parametrize("pattern", ["*.lora_*", "vision_tower.*.weight", "*.bias", "vision_tower.?.*", "llm.[wl]*"])
+def test_glob_key_scales_exactly_matching_params(pattern):
+    model = TinyLora()
+    groups = param_groups(model.named_parameters(), _cfg(lr=0.1, weight_decay=0.0, lr_mult={pattern: 0.3}))
+    want = sorted(n for n, _ in model.named_parameters() if fnmatchcase(n, pattern))
+    assert want  # the pattern is meaningful on this model
+    assert {g["name"] for g in groups} == {pattern, "default"}
+    g = next(g for g in groups if g["name"] == pattern)
+    assert _names_in(model, g) == want
+    assert g["lr"] == pytest.approx(0.03)
+    rest = next(g for g in groups if g["name"] == "default")
+    assert _names_in(model, rest) == sorted(n for n, _ in model.named_parameters() if n not in want)
+    assert rest["lr"] == pytest.approx(0.1)
+
+
+def test_glob_key_with_weight_decay_splits_like_a_prefix():
+    model = TinyLora()
+    groups = param_groups(model.named_parameters(), _cfg(lr=1.0, weight_decay=0.1, lr_mult={"vision_tower.*": 0.5}))
+    by_name = {g["name"]: g for g in groups}
+    assert set(by_name) == {"vision_tower.*", "vision_tower.*_no_decay", "default", "default_no_decay"}
+    assert _names_in(model, by_name["vision_tower.*"]) == ["vision_tower.0.weight", "vision_tower.head.weight"]
+    assert by_name["vision_tower.*_no_decay"]["lr"] == pytest.approx(0.5)
+    assert by_name["vision_tower.*_no_decay"]["weight_decay"] == 0.0
+
+
+def test_prefix_and_pattern_together():
+    model = TinyLora()
+    mults = {"llm": 3.0, "*.lora_*": 0.1}
+    owner = _by_param(param_groups(model.named_parameters(), _cfg(lr=1.0, lr_mult=mults)))
+    want = _expected_lr(model, 1.0, mults, lambda hits: max(hits, key=len))
+    for name, p in model.named_parameters():
+        assert owner[id(p)]["lr"] == pytest.approx(want[name]), name
+    # the prefix keeps its dotted meaning: "llm" takes llm.weight/llm.bias but the longer
+    # "*.lora_*" takes llm.lora_B.weight; "vision" stays a prefix of "vision." only
+    assert owner[id(model.llm.weight)]["lr"] == pytest.approx(3.0)
+    assert owner[id(model.llm.lora_B.weight)]["lr"] == pytest.approx(0.1)
+    assert owner[id(model.connector.lora_A.weight)]["lr"] == pytest.approx(0.1)
+    assert owner[id(model.connector.weight)]["lr"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("mults,checks", [
+    # the longer pattern overrides the shorter prefix ...
+    ({"vision_tower": 0.2, "vision_tower.*.weight": 0.5},
+     {"vision_tower.0.weight": 0.5, "vision_tower.head.weight": 0.5, "vision_tower.0.bias": 0.2,
+      "vision_tower.head.bias": 0.2, "vision.weight": 1.0}),
+    # ... and the longer prefix overrides the shorter pattern, whatever the order in the dict
+    ({"vision_tower.head": 0.5, "*.bias": 0.1},
+     {"vision_tower.head.bias": 0.5, "vision_tower.head.weight": 0.5, "vision_tower.0.bias": 0.1,
+      "llm.bias": 0.1, "llm.weight": 1.0}),
+    ({"*.bias": 0.1, "vision_tower.head": 0.5},
+     {"vision_tower.head.bias": 0.5, "vision_tower.0.bias": 0.1}),
+    # equally long keys: the one listed first wins
+    ({"llm.*": 2.0, "*bias": 3.0}, {"llm.bias": 2.0, "llm.weight": 2.0, "connector.bias": 3.0}),
+    ({"*bias": 3.0, "llm.*": 2.0}, {"llm.bias": 3.0, "llm.weight": 2.0, "connector.bias": 3.0}),
+])
+def test_longest_key_wins_between_prefix_and_pattern(mults, checks):
+    model = TinyLora()
+    owner = _by_param(param_groups(model.named_parameters(), _cfg(lr=1.0, lr_mult=mults)))
+    params = dict(model.named_parameters())
+    for name, lr in checks.items():
+        assert owner[id(params[name])]["lr"] == pytest.approx(lr), name
+    # and every parameter agrees with the reference rule: longest key, first listed on ties
+    want = _expected_lr(model, 1.0, mults, lambda hits: max(hits, key=len))
+    for name, p in params.items():
+        assert owner[id(p)]["lr"] == pytest.approx(want[name]), name
+
+
+def test_unmatched_pattern_raises_like_a_prefix():
+    model = Tiny()
+    with pytest.raises(ConfigError) as ei:
+        param_groups(model.named_parameters(), _cfg(lr=1.0, lr_mult={"*.lora_*": 0.1, "llm": 1.0}))
+    assert "*.lora_*" in str(ei.value) and "'llm'" not in str(ei.value)
+    # a pattern whose matches are all frozen matches no trainable parameter
+    for p in model.vision_tower.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ConfigError, match=r"vision_tower\.\*"):
+        param_groups(model.named_parameters(), _cfg(lr=1.0, lr_mult={"vision_tower.*": 0.2}))
+    # a glob character makes the key a pattern, not a prefix: "llm*" is not "llm" + "."
+    groups = param_groups(model.named_parameters(), _cfg(lr=1.0, lr_mult={"llm*": 0.5}))
+    assert _names_in(model, next(g for g in groups if g["name"] == "llm*")) == ["llm.bias", "llm.weight"]
+    with pytest.raises(ConfigError, match="llm"):
+        param_groups(model.named_parameters(), _cfg(lr=1.0, lr_mult={"llm?": 0.5}))
 
 
 def test_frozen_parameters_are_excluded():

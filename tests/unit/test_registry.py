@@ -92,3 +92,47 @@ def test_project_registries():
     assert {"train", "config"} <= set(COMMANDS.names())
     with pytest.raises(KeyError, match="deepspeed"):
         STRATEGIES.get("deepsped")
+
+
+def test_a_family_outside_vau_is_used_by_module_path(tmp_path, monkeypatch):
+    from vau.config import compose
+    from vau.errors import ConfigError
+    from vau.families import FAMILIES, get_family
+
+    pkg = tmp_path / "extfam"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from vau.families import Family, Pipeline\n"
+        "FAMILY = Family(config='vau.families.lm.config:LMRunConfig', task='vau.families.lm.task:LMTask',\n"
+        "                data={'tokens': Pipeline('vau.families.lm.config:TokenDataConfig',\n"
+        "                                         'vau.families.lm.data:TokenDataModule')})\n")
+    (tmp_path / "notfam.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert get_family("extfam").task.endswith(":LMTask") and "extfam" not in FAMILIES
+    cfg = compose(["model.family=extfam", "data.num_train=8"])
+    assert (cfg.model.family, cfg.data.pipeline, cfg.data.num_train) == ("extfam", "tokens", 8)
+    with pytest.raises(ConfigError, match=r"model.family='anomshiled': unknown model family .*did you mean anomshield"):
+        compose(["model.family=anomshiled"])
+    with pytest.raises(ConfigError, match="module notfam has no FAMILY"):
+        compose(["model.family=notfam"])
+    with pytest.raises(ConfigError, match=r"data.pipeline='shards': not a pipeline of this family \(valid: tokens, text\)"):
+        compose(["model.family=lm", "data.pipeline=shards"])
+
+
+def test_tool_conf_names_are_key_value_and_config_takes_a_file(tmp_path, caplog):
+    from vau.config import compose_tool_args
+    from vau.config.eval import InferConfig
+    from vau.errors import ConfigError
+
+    base = ["model=m", "out=o"]
+    tiny = compose_tool_args(InferConfig, "infer", None, ["infer=tiny", *base])
+    assert tiny.precision == "32-true" and tiny.accelerator == "cpu"  # conf/infer/tiny.yaml
+    assert compose_tool_args(InferConfig, "infer", None, base, default="ecva").precision == "bf16-true"
+    own = tmp_path / "mine.yaml"
+    own.write_text("defaults: []\nprecision: 16-mixed\nbatch_size: 3\n")
+    mine = compose_tool_args(InferConfig, "infer", str(own), base, default="ecva")
+    assert (mine.precision, mine.batch_size) == ("16-mixed", 3)
+    assert compose_tool_args(InferConfig, "infer", "tiny", base).precision == "32-true"  # old spelling
+    assert "spelled infer=NAME now" in caplog.text
+    with pytest.raises(ConfigError, match="give one of them"):
+        compose_tool_args(InferConfig, "infer", str(own), ["infer=tiny", *base])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vau.data.sampler import ResumableSampler
+from vau.data.loading.sampler import ResumableSampler
 from vau.families.lm.data import TokenPatternDataset
 
 

@@ -1,4 +1,4 @@
-"""Frame-index sampling (vau.data.sampling): exact small cases, properties, bad input."""
+"""Frame-index sampling (vau.data.media.sampling): exact small cases, properties, bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from vau.data import sampling as S
+from vau.data.media import sampling as S
 
 
 def _pairs(seed: int, count: int = 300, max_frames: int = 200, max_n: int = 300):

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from vau.data.manifest import Sample
-from vau.data.shardlist import PipeNotAllowed, expand_shards, shard_sizes
-from vau.data.tario import BadSample, iter_shard
-from vau.data.writer import ShardWriter
+from vau.data.shards.manifest import Sample
+from vau.data.shards.shardlist import PipeNotAllowed, expand_shards, shard_sizes
+from vau.data.shards.tario import BadSample, iter_shard
+from vau.data.shards.writer import ShardWriter
 
 
 def write_set(folder: Path, name: str, shards: int, per_shard: int, payload: int = 30_000) -> list[Path]:

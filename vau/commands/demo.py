@@ -27,13 +27,13 @@ def run(args: argparse.Namespace) -> int:
     STOP.install()  # a stop in any stage ends the demo (RunStopped), the later stages unstarted
     t0 = time.perf_counter()
     data = args.data if args.data is not None else default_data_root()
-    generate(data)  # "up to date" (no work) when the same data is already there
+    synth = generate(data)  # "up to date" (no work) when the same data is already there
     run_dir = None
     for name in STAGES:
         print(f"== vau train experiment={name}", flush=True)
         run_dir = train(compose([f"experiment={name}", f"data.root={data}", *args.overrides]))
     print(f"\n== answers of {run_dir} on held-out synthetic videos")
-    for r in answers_for_shards(run_dir, f"{data}/synth/shards/videos-val-*.tar", limit=args.samples):
+    for r in answers_for_shards(run_dir, str(synth.shard_dir / "videos-val-*.tar"), limit=args.samples):
         print(f"\n[{r['key']}] Q: {r['question'].replace(chr(10), ' ')}\n  truth:  {r['truth']}\n  model:  {r['answer']}")
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     return 0

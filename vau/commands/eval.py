@@ -1,4 +1,4 @@
-"""`vau eval [--config NAME_OR_YAML] [key=value ...]`: metrics of predictions files, one row per model."""
+"""`vau eval [eval=NAME | --config FILE] [key=value ...]`: metrics of predictions files, one row per model."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ from pathlib import Path
 
 HELP = ("score predictions.jsonl files (from `vau infer`): caption metrics, AnomEval, accuracy and "
         "temporal IoU; writes results.json, results.md and a wandb table. Files are given as an "
-        "override list, e.g. `vau eval --config ecva predictions=[runs/a/infer,runs/b/infer] "
+        "override list, e.g. `vau eval eval=ecva predictions=[runs/a/infer,runs/b/infer] "
         "names=[A,B] out=runs/eval` (a folder means its predictions.jsonl)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=None,
-                   help="a name in conf/eval/ (ecva, http) or a YAML file; default: the schema defaults only")
+    p.add_argument("--config", help="a YAML file with the eval settings (instead of eval=NAME)")
     p.add_argument("overrides", nargs="*",
-                   help="key=value (OmegaConf dotlist; lists as predictions=[a,b]), e.g. anomeval.enabled=false")
+                   help="key=value (OmegaConf dotlist; lists as predictions=[a,b]); eval=NAME picks conf/eval/NAME.yaml "
+                        "(ecva, http; default: the schema defaults), e.g. anomeval.enabled=false")
 
 
 def run(args: argparse.Namespace) -> int:
-    from vau.config import compose_tool
+    from vau.config import compose_tool_args
     from vau.config.eval import EvalConfig
     from vau.eval.evaluate import (
         ANOMEVAL_ITEMS,
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         markdown_table,
     )
 
-    cfg = compose_tool(EvalConfig, "eval", args.config, args.overrides)
+    cfg = compose_tool_args(EvalConfig, "eval", args.config, args.overrides)
     results = evaluate(cfg)
     print(markdown_table(results))
     out = Path(cfg.out)

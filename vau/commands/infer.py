@@ -1,29 +1,29 @@
-"""`vau infer [--config NAME] key=value ...`: answers of an exported AnomShield model -> predictions.jsonl."""
+"""`vau infer [infer=NAME | --config FILE] key=value ...`: an exported model's predictions -> predictions.jsonl."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = ("answer questions about test videos with an exported model (hard-prompt or uniform frames); "
-        "writes <out>/predictions.jsonl, skips ids already there")
+HELP = ("predictions of an exported model of any family (AnomShield: answers about test videos with hard-prompt "
+        "or uniform frames); writes <out>/predictions.jsonl, skips ids already there")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="ecva",
-                   help="conf/infer/<name>.yaml or a YAML path (default: ecva, the ECVA task prompts)")
+    p.add_argument("--config", help="a YAML file with the infer settings (instead of infer=NAME)")
     p.add_argument("overrides", nargs="*",
-                   help="key=value, e.g. model=runs/stage3 shards='data/ecva/test-*.tar' out=results/stage3")
+                   help="key=value; infer=NAME picks conf/infer/NAME.yaml (default ecva, the ECVA task prompts), "
+                        "e.g. infer=tiny model=runs/stage3 shards='data/ecva/test-*.tar' out=results/stage3")
 
 
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from vau.config import compose_tool
+    from vau.config import compose_tool_args
     from vau.config.eval import InferConfig
     from vau.eval.infer import run_infer
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = compose_tool(InferConfig, "infer", args.config, args.overrides)
+    cfg = compose_tool_args(InferConfig, "infer", args.config, args.overrides, default="ecva")
     predictions = run_infer(cfg)
     if predictions is not None:  # rank 0 only under DDP
         print(predictions)

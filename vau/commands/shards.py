@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _write(args: argparse.Namespace) -> int:
-    from vau.data.writer import rejects_file, write_shards
+    from vau.data.shards.writer import rejects_file, write_shards
 
     t0 = time.perf_counter()
     s = write_shards(args.manifest, args.out, maxcount=args.maxcount, maxsize=args.maxsize, root=args.root,
@@ -64,7 +64,7 @@ def _write(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from vau.data.inspect import format_report, inspect_shards
+    from vau.data.shards.inspect import format_report, inspect_shards
 
     report = inspect_shards(args.pattern, decode=args.decode, target=args.target, frames=args.frames,
                             short_video=args.short_video, allow_pipe=args.allow_pipe)

@@ -1,9 +1,9 @@
 """Typed run configs: schema (dataclasses) and the loader that composes conf/ files."""
 
-from vau.config.loader import GROUPS, ConfigError, compose, compose_tool, conf_dir, list_experiments, save_config, to_container, to_yaml
+from vau.config.loader import GROUPS, ConfigError, compose, compose_tool, compose_tool_args, conf_dir, list_experiments, save_config, to_container, to_yaml
 from vau.config.schema import RunConfig
 
 __all__ = [
-    "GROUPS", "ConfigError", "RunConfig", "compose", "compose_tool", "conf_dir", "list_experiments",
+    "GROUPS", "ConfigError", "RunConfig", "compose", "compose_tool", "compose_tool_args", "conf_dir", "list_experiments",
     "save_config", "to_container", "to_yaml",
 ]

@@ -33,7 +33,7 @@ class DecodeConfig:
     frames: int = 8
     """Frames per video clip (at most, for the ``fps`` sampler)."""
     train_sampler: str = "random_in_segments"
-    """Frame sampler in training: a key of ``vau.data.decode.FRAME_SAMPLERS``."""
+    """Frame sampler in training: a key of ``vau.data.media.decode.FRAME_SAMPLERS``."""
     eval_sampler: str = "uniform"
     """Frame sampler in evaluation (deterministic)."""
     sample_fps: Optional[float] = None

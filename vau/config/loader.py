@@ -304,3 +304,33 @@ def compose_tool(schema_cls: type, group: str, config: str | None, overrides: Se
     if missing:
         raise ConfigError(f"config error: {', '.join(missing)} must be set (e.g. {missing[0]}=...)")
     return _frozen(cfg)
+
+
+def compose_tool_args(schema_cls: type, group: str, config_file: str | None, overrides: Sequence[str],
+                      default: str | None = None) -> DictConfig:
+    """A tool's config from its command line, with the meanings ``vau train`` gives them.
+
+    ``<group>=NAME`` among the overrides picks ``conf/<group>/NAME.yaml`` (as ``experiment=``
+    does for training; ``default`` when absent); ``--config FILE`` is a YAML file instead
+    (a config saved earlier or written by hand). ``--config NAME`` with no such file is still
+    read as ``<group>=NAME``, with a warning.
+
+    Raises:
+        ConfigError: both ``<group>=`` and ``--config``, or what :func:`compose_tool` raises.
+    """
+    import logging
+
+    picked = [o.partition("=")[2] for o in overrides if o.partition("=")[0] == group]
+    rest = [o for o in overrides if o.partition("=")[0] != group]
+    name = picked[-1] if picked else default
+    if config_file is not None:
+        if picked:
+            raise ConfigError(f"--config {config_file} and {group}={picked[-1]}: give one of them")
+        if Path(config_file).is_file():
+            name = str(Path(config_file))
+        else:
+            logging.getLogger("vau").warning("--config %s: no such file; reading it as %s=%s (the conf name is "
+                                             "spelled %s=NAME now, --config takes a file)", config_file, group,
+                                             config_file, group)
+            name = config_file
+    return compose_tool(schema_cls, group, name, rest)

@@ -41,13 +41,13 @@ class ModelConfig:
     """fnmatch patterns of parameter names to train; all others are frozen."""
 
 
-DATA_ROOT_ENV = "VAU_DATA"
-"""Environment variable that sets the default ``data.root``."""
+DATA_ROOT_ENV, DATA_ROOT = "VAU_DATA", "data"
+"""The default ``data.root``: ``$VAU_DATA``, else ``data`` (relative to the working directory)."""
 
 
 def default_data_root() -> str:
-    """The ``data.root`` a config gets when nothing sets it (``$VAU_DATA`` or ``data``)."""
-    return os.environ.get(DATA_ROOT_ENV, "data")
+    """The ``data.root`` a config gets when nothing sets it (what the schema field resolves to)."""
+    return os.environ.get(DATA_ROOT_ENV, DATA_ROOT)
 
 
 @dataclass
@@ -56,7 +56,7 @@ class DataConfig:
 
     pipeline: Optional[str] = None
     """The family's data pipeline (a key of its ``Family.data``); null = its default."""
-    root: str = "${oc.env:VAU_DATA,data}"
+    root: str = f"${{oc.env:{DATA_ROOT_ENV},{DATA_ROOT}}}"
     """Root folder of the data (shards, synthetic data)."""
     batch_size: int = 2
     """Samples per device per micro-batch."""
@@ -83,7 +83,7 @@ class OptimConfig:
     eps: float = 1e-8
     """Adam epsilon."""
     lr_mult: Dict[str, float] = field(default_factory=dict)
-    """Parameter-name prefix -> lr multiplier (e.g. vision_tower: 0.2); longest prefix wins."""
+    """Parameter selector -> lr multiplier: fnmatch patterns as model.trainable ("*.lora_*": 2.0) or a bare prefix (vision: 0.2); the longest matching key wins."""
     scheduler: str = "cosine"
     """Schedule: a key of ``vau.lit.optim.SCHEDULERS`` (constant, cosine, linear)."""
     warmup_steps: int = 0

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vau.data.manifest import iter_manifest
+from vau.data.shards.manifest import iter_manifest
 from vau.io import atomic_write_text
 from vau.metrics import (
     caption_scores,

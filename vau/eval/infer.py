@@ -21,7 +21,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from vau.data.manifest import iter_manifest
+from vau.data.shards.manifest import iter_manifest
 from vau.errors import ConfigError
 from vau.io import atomic_write_text
 from vau.registry import import_object
@@ -86,7 +86,7 @@ class TaskPredictor:
         """Nothing to prepare."""
 
     def predict(self, batch: Any) -> list[dict]:
-        from vau.data.stream import META
+        from vau.data.loading.stream import META
 
         batch.pop(META, None)  # the stream's position: not needed, nothing resumes mid-pass here
         with torch.no_grad():

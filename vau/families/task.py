@@ -92,7 +92,7 @@ class LLMTask(Task):
         return getattr(model, "llm", model)
 
     def export_extra(self, model: nn.Module, folder: Path) -> None:
-        from vau.data.tokenizer import build_tokenizer
+        from vau.data.text.tokenizer import build_tokenizer
 
         llm = self.llm(model)
         if hasattr(llm, "peft_config"):

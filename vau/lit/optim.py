@@ -1,7 +1,8 @@
-"""Optimizers and schedules from config, with per-prefix learning-rate multipliers."""
+"""Optimizers and schedules from config, with per-parameter learning-rate multipliers."""
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Any, Callable, Iterable
 
 import torch
@@ -45,14 +46,29 @@ def _linear(opt, warmup: int, total: int):
     return get_linear_schedule_with_warmup(opt, warmup, total)
 
 
-def _group_of(name: str, prefixes: list[str]) -> str | None:
-    # Longest matching prefix wins, so "vision_tower.head" can override "vision_tower".
-    matches = [p for p in prefixes if name == p or name.startswith(p + ".")]
+def _matches(name: str, key: str) -> bool:
+    """A key with a glob character is an fnmatch pattern; otherwise a dotted-name prefix."""
+    if any(c in key for c in "*?["):
+        return fnmatchcase(name, key)
+    return name == key or name.startswith(key + ".")
+
+
+def _group_of(name: str, keys: list[str]) -> str | None:
+    # Longest key wins: length is a simple proxy for specificity that keeps the old
+    # longest-prefix rule ("vision_tower.head" overrides "vision_tower"); max() keeps the
+    # first of equally long keys, so ties go to the key listed first in lr_mult.
+    matches = [k for k in keys if _matches(name, k)]
     return max(matches, key=len) if matches else None
 
 
 def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], cfg: Any) -> list[dict]:
-    """Splits trainable parameters into named groups by ``cfg.lr_mult`` prefix and decay.
+    """Splits trainable parameters into named groups by ``cfg.lr_mult`` key and decay.
+
+    A ``cfg.lr_mult`` key with a glob character (``*?[``) is an fnmatch pattern over the
+    full parameter name (``"*.lora_*"``); any other key is a prefix matching the name itself
+    or names under it (``"vision_tower"`` matches ``"vision_tower.0.weight"``, not
+    ``"vision.weight"``). When several keys match a parameter, the longest key wins, and of
+    equally long keys the one listed first.
 
     Biases and 1-D parameters (norms) get no weight decay. Each group has a ``name``
     (shown by the lr monitor) and ``lr = cfg.lr * multiplier``.
@@ -65,16 +81,16 @@ def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], cfg: Any) -> 
         A list of parameter-group dicts for a torch optimizer.
     """
     mults = dict(cfg.lr_mult)
-    prefixes = list(mults)
+    keys = list(mults)
     groups: dict[tuple[str, bool], dict] = {}
     for name, p in named_params:
         if not p.requires_grad:
             continue
-        prefix = _group_of(name, prefixes)
+        match = _group_of(name, keys)
         decay = p.ndim >= 2 and cfg.weight_decay > 0
-        key = (prefix or "default", decay)
+        key = (match or "default", decay)
         if key not in groups:
-            mult = mults.get(prefix, 1.0) if prefix else 1.0
+            mult = mults[match] if match else 1.0
             groups[key] = {
                 "name": key[0] + ("" if decay or cfg.weight_decay == 0 else "_no_decay"),
                 "params": [],
@@ -82,9 +98,10 @@ def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], cfg: Any) -> 
                 "weight_decay": cfg.weight_decay if decay else 0.0,
             }
         groups[key]["params"].append(p)
-    unused = [p for p in prefixes if not any(k[0] == p for k in groups)]
+    unused = [k for k in keys if not any(g[0] == k for g in groups)]
     if unused:
-        raise ConfigError(f"optim.lr_mult: prefix(es) {unused} match no trainable parameter")
+        raise ConfigError(f"optim.lr_mult: key(s) {unused} match no trainable parameter "
+                          "(or only parameters a longer key takes)")
     if not groups:
         raise ConfigError("no trainable parameters: check model.trainable")
     return list(groups.values())

@@ -38,7 +38,7 @@ def _val_interval(v: float | None) -> float | int | None:
     return v
 
 
-# The data position lives in the DataModule's checkpoint state (see vau.data.datamodule), not
+# The data position lives in the DataModule's checkpoint state (see vau.data.loading.datamodule), not
 # in the DataLoader object that this Lightning warning inspects: the resume is exact.
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 

@@ -7,13 +7,13 @@ that parses the source file and yields records and skipped items (see ``common``
     {"key": "Abuse028_x264", "video": "/data/ucf/Abuse/Abuse028_x264.mp4",
      "annotation": {"anomaly": {...}, "meta": {"source": "ucf_crime", "id": "Abuse028_x264", ...}}}
 
-and writes them with :func:`vau.data.manifest.write_manifest` (atomically). Every line
+and writes them with :func:`vau.data.shards.manifest.write_manifest` (atomically). Every line
 gets:
 
 * ``key``: the source id mapped to letters, digits, ``_`` and ``-`` (other runs of
   characters become one ``_``), with ``-2``, ``-3``... appended to repeats in file order;
 * ``meta.source`` (the format name) and ``meta.id`` (the id as the source writes it);
-* an annotation that passed :func:`vau.data.annotation.validate_annotation`.
+* an annotation that passed :func:`vau.data.shards.annotation.validate_annotation`.
 
 Media files are not checked here (the shard writer decodes them and rejects missing or
 broken ones); only UCF-Crime searches ``media_root``, because its videos sit in class
@@ -32,14 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vau.data.annotation import validate_annotation
+from vau.data.shards.annotation import validate_annotation
 from vau.data.convert.common import Item, Record, Skipped, UniqueKeys
 from vau.data.convert.cuva import convert_cuva
 from vau.data.convert.ecva import convert_ecva
 from vau.data.convert.llava import convert_llava
 from vau.data.convert.ucf_crime import convert_ucf_crime
 from vau.data.convert.xd_violence import convert_xd_violence
-from vau.data.manifest import write_manifest
+from vau.data.shards.manifest import write_manifest
 from vau.registry import Registry
 from vau.errors import ConfigError, NotFoundError
 

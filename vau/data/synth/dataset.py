@@ -244,8 +244,8 @@ def generate(
         FileExistsError: ``<out>/synth/shards`` already holds shards and ``overwrite`` is False.
         ValueError: A bad argument, or a generated sample that the shard writer rejected.
     """
-    from vau.data.manifest import write_manifest
-    from vau.data.writer import rejects_file, write_shards
+    from vau.data.shards.manifest import write_manifest
+    from vau.data.shards.writer import rejects_file, write_shards
 
     _check_args(seed, videos, images, val_fraction, maxcount)
     t0 = time.perf_counter()
@@ -292,7 +292,7 @@ def generate(
 
 
 def _existing_summary(summary: SynthSummary, t0: float) -> SynthSummary:
-    from vau.data.shardlist import shard_sizes
+    from vau.data.shards.shardlist import shard_sizes
 
     for name in SETS:
         for split in SPLITS:

@@ -88,7 +88,7 @@ def video_annotation(scene: Scene, meta: dict) -> dict:
         meta: Provenance stored under ``meta`` (source, seed, fps, duration, ...).
 
     Returns:
-        An annotation that passes ``vau.data.annotation.validate_annotation``.
+        An annotation that passes ``vau.data.shards.annotation.validate_annotation``.
     """
     shapes = _shape_list(scene)
     calm = _calm_frames(scene)
@@ -174,7 +174,7 @@ def image_annotation(scene: Scene, meta: dict) -> dict:
         meta: Provenance stored under ``meta``.
 
     Returns:
-        An annotation that passes ``vau.data.annotation.validate_annotation``.
+        An annotation that passes ``vau.data.shards.annotation.validate_annotation``.
     """
     short = f"{_sentence(join(_shape_list(scene)))} on a {scene.background} background."
     long = f"On a plain {scene.background} background there is {join([_placed(a, scene) for a in scene.shapes])}."

@@ -7,10 +7,10 @@ from typing import Any
 import torch
 
 from vau.constants import IGNORE_INDEX
-from vau.data.conversation import TEMPLATES, truncate, turns_from_annotation
-from vau.data.decode import SampleDecoder
-from vau.data.shard_datamodule import ShardDataModule
-from vau.data.tokenizer import Tokenizer, build_tokenizer
+from vau.data.text.conversation import TEMPLATES, truncate, turns_from_annotation
+from vau.data.media.decode import SampleDecoder
+from vau.data.loading.shard_datamodule import ShardDataModule
+from vau.data.text.tokenizer import Tokenizer, build_tokenizer
 
 
 class AnomShieldDecoder:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from vau.data import sampling
+from vau.data.media import sampling
 from vau.registry import Registry
 from vau.errors import ConfigError, NotFoundError
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from vau.data.manifest import iter_manifest
+from vau.data.shards.manifest import iter_manifest
 from vau.errors import BadInputError, ConfigError, NotFoundError
 from vau.families.anomshield.hard_prompt import FramePlan, dense_frames, plan_frames, top_segments
 from vau.registry import Registry
@@ -98,20 +98,19 @@ class VideoQuestions(IterableDataset):
             raise ConfigError("set exactly one of shards=... (test shards) or videos=... (a folder of videos)")
         self.cfg, self.done, self.rank, self.world = cfg, done, rank, world
         decode = model_cfg.data.decode
-        from vau.data.video import processor_settings
+        from vau.data.media.video import frame_geometry
 
-        size, self.mean, self.std = processor_settings(decode.processor)
-        self.size = decode.size or size
+        self.size, self.mean, self.std = frame_geometry(decode)
         self.asked = _explicit_questions(cfg.questions) if cfg.questions else None
         if cfg.shards is not None:
-            from vau.data.shardlist import PipeNotAllowed, expand_shards
+            from vau.data.shards.shardlist import PipeNotAllowed, expand_shards
 
             try:
                 self.units = expand_shards(cfg.shards)
             except PipeNotAllowed as e:  # infer has no allow_pipe switch: its shard spec never runs a command
                 raise PipeNotAllowed(e.url, "vau infer reads paths, http(s):// and fsspec URLs only") from None
         else:
-            from vau.data.manifest import VIDEO_EXTS
+            from vau.data.shards.manifest import VIDEO_EXTS
 
             folder = Path(cfg.videos)
             if not folder.is_dir():
@@ -125,9 +124,9 @@ class VideoQuestions(IterableDataset):
         if self.cfg.shards is None:
             yield unit.stem, unit, None
             return
-        from vau.data.annotation import parse_annotation
-        from vau.data.manifest import VIDEO_EXTS
-        from vau.data.tario import BadSample, iter_shard
+        from vau.data.shards.annotation import parse_annotation
+        from vau.data.shards.manifest import VIDEO_EXTS
+        from vau.data.shards.tario import BadSample, iter_shard
 
         for s in iter_shard(unit):
             if isinstance(s, BadSample):
@@ -173,7 +172,7 @@ class VideoQuestions(IterableDataset):
                 yield {"key": key, "error": f"{type(e).__name__}: {' '.join(str(e).split())}"}
 
     def _decode(self, key: str, video: Any, annotation: Optional[dict], questions: list[dict]) -> dict:
-        from vau.data.video import decode_clip, resize_normalize
+        from vau.data.media.video import decode_clip, resize_normalize
 
         anomaly = (annotation or {}).get("anomaly") or {}
         plan: list[FramePlan] = []
@@ -205,7 +204,7 @@ class AnomShieldPredictor:
     """
 
     def __init__(self, cfg: Any, model_cfg: Any, model: torch.nn.Module, done: set[str]) -> None:
-        from vau.data.tokenizer import build_tokenizer
+        from vau.data.text.tokenizer import build_tokenizer
 
         self.cfg, self.model_cfg, self.model, self.done = cfg, model_cfg, model, done
         hp = cfg.hard_prompt
@@ -314,7 +313,7 @@ def generate_batch(model: torch.nn.Module, template: str, tok: Any, questions: S
         pixel_values: Frames, one clip per question.
         generation: ``generate`` keyword arguments (max_new_tokens, do_sample, ...); greedy by default.
     """
-    from vau.data.conversation import generation_prompt
+    from vau.data.text.conversation import generation_prompt
 
     if len(questions) != pixel_values.shape[0]:
         raise ValueError(f"{len(questions)} questions for {pixel_values.shape[0]} clips")
@@ -348,11 +347,11 @@ def answer(model: torch.nn.Module, cfg: Any, tok: Any, pixel_values: torch.Tenso
 def answers_for_shards(source: str | Path, shards: str, limit: int = 3, questions: int = 2) -> Iterator[dict]:
     """Generated answers beside the ground truth: the first ``questions`` QA pairs of the
     first ``limit`` samples of a shard set, each asked on its own (single-turn)."""
-    from vau.data.shardlist import expand_shards
+    from vau.data.shards.shardlist import expand_shards
     from vau.export import load_export
     from vau.families.anomshield.data import AnomShieldDecoder, visual_tokens
-    from vau.data.tario import BadSample, iter_shard
-    from vau.data.tokenizer import build_tokenizer
+    from vau.data.shards.tario import BadSample, iter_shard
+    from vau.data.text.tokenizer import build_tokenizer
 
     cfg, _, model = load_export(source)
     tok = build_tokenizer(cfg.model.llm)

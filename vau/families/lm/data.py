@@ -9,11 +9,11 @@ import torch
 from torch.utils.data import Dataset
 
 from vau.constants import IGNORE_INDEX
-from vau.data.annotation import parse_annotation
-from vau.data.conversation import mistral, turns_from_annotation
-from vau.data.datamodule import VauDataModule
-from vau.data.shard_datamodule import ShardDataModule
-from vau.data.tokenizer import Tokenizer, build_tokenizer
+from vau.data.shards.annotation import parse_annotation
+from vau.data.text.conversation import mistral, turns_from_annotation
+from vau.data.loading.datamodule import VauDataModule
+from vau.data.loading.shard_datamodule import ShardDataModule
+from vau.data.text.tokenizer import Tokenizer, build_tokenizer
 from vau.errors import ConfigError
 
 

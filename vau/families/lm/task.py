@@ -25,7 +25,7 @@ class LMTask(LLMTask):
         return {"loss": out.loss}
 
     def export_extra(self, model: nn.Module, folder: Path) -> None:
-        from vau.data.tokenizer import build_tokenizer
+        from vau.data.text.tokenizer import build_tokenizer
 
         if hasattr(model, "peft_config"):
             model.save_pretrained(str(folder / "adapter"))  # PEFT's format (PeftModel.from_pretrained)

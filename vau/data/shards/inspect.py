@@ -1,9 +1,9 @@
 """`vau shards inspect`: what a shard set holds and whether it decodes.
 
 A sample counts as good under the rules training applies: the pairing of members
-(``vau.data.tario``: out-of-order and duplicate members are bad), the annotation schema, the
+(``vau.data.shards.tario``: out-of-order and duplicate members are bad), the annotation schema, the
 text of ``data.target`` and a media member when a target is given (AnomShield training's
-rules, :func:`vau.data.decode.check_sample`), and ``decode.short_video`` for videos shorter
+rules, :func:`vau.data.media.decode.check_sample`), and ``decode.short_video`` for videos shorter
 than a clip.
 """
 
@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from vau.config.data import DecodeConfig
-from vau.data.annotation import KINDS
-from vau.data.decode import SampleDecoder
-from vau.data.shardlist import PipeNotAllowed, expand_shards, shard_sizes
-from vau.data.tario import BadSample, iter_shard
+from vau.data.shards.annotation import KINDS
+from vau.data.media.decode import SampleDecoder
+from vau.data.shards.shardlist import PipeNotAllowed, expand_shards, shard_sizes
+from vau.data.shards.tario import BadSample, iter_shard
 from vau.errors import ConfigError
 
 
@@ -61,7 +61,7 @@ def inspect_shards(spec: str, decode: int = 3, max_errors: int = 10, *, target: 
     """Reads every sample of a shard set, checks it as training would; fully decodes the first ``decode``.
 
     Args:
-        spec: Shard spec (brace pattern, glob, folder, URLs; see ``vau.data.shardlist``).
+        spec: Shard spec (brace pattern, glob, folder, URLs; see ``vau.data.shards.shardlist``).
         decode: Samples to run through the full decoder (video frames, image, features).
         max_errors: Bad-sample messages kept in the report.
         target: ``data.target`` of AnomShield training: the annotation must hold its text and

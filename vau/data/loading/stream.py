@@ -11,7 +11,7 @@ Stages, in the order open_clip runs them (and why):
   continues exactly where the interrupted run stopped.
 * **Evaluation** — an exact single pass: the shard list is split by node (rank), then by
   worker, each shard read once in order, the last partial batch kept.
-* Both read tar files sample by sample (``vau.data.tario``) and pass each sample through the
+* Both read tar files sample by sample (``vau.data.shards.tario``) and pass each sample through the
   decoder; a truncated tar, an undecodable media file or a bad annotation becomes a counted,
   logged bad sample, never an exception.
 * Bad data is bounded: per worker and pass, log lines of bad samples are rate-limited, and
@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.filters import _shuffle
 
-from vau.data.tario import BadSample, iter_shard
+from vau.data.shards.tario import BadSample, iter_shard
 from vau.errors import ConfigError, DataError
 from vau.signals import ignore_stop_signals
 

@@ -156,7 +156,7 @@ class _Pipe:
 
 
 def _open(url: str) -> Any:
-    """A readable stream of the shard at ``url`` (see ``vau.data.shardlist`` for the forms)."""
+    """A readable stream of the shard at ``url`` (see ``vau.data.shards.shardlist`` for the forms)."""
     if url.startswith("pipe:"):
         return _Pipe(url[len("pipe:"):])
     if url.startswith(("http://", "https://")):
@@ -219,7 +219,7 @@ def iter_shard(url: Union[str, os.PathLike]) -> Iterator[Union[dict, BadSample]]
 
     Args:
         url: Path of a ``.tar`` file, ``http(s)://`` or fsspec URL, or a ``pipe:`` command
-            whose stdout is the tar (see ``vau.data.shardlist``; pipes are refused there
+            whose stdout is the tar (see ``vau.data.shards.shardlist``; pipes are refused there
             unless allowed).
 
     Yields:

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from vau.config.data import SHORT_VIDEO, DecodeConfig
-from vau.data import sampling
-from vau.data.annotation import parse_annotation
-from vau.data.manifest import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS
+from vau.data.media import sampling
+from vau.data.shards.annotation import parse_annotation
+from vau.data.shards.manifest import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS
 from vau.registry import Registry
 from vau.errors import ConfigError
 
@@ -60,7 +60,7 @@ def check_sample(sample: dict, *, target: Optional[str] = None, prompt: str = ""
     exactly the samples these rules make training skip.
 
     Args:
-        sample: A raw sample from ``vau.data.tario.iter_shard``.
+        sample: A raw sample from ``vau.data.shards.tario.iter_shard``.
         target: ``data.target`` of AnomShield training (conversations, caption, long_caption):
             the annotation must hold its text; None = the schema only.
         prompt: Human prompt of caption targets.
@@ -77,7 +77,7 @@ def check_sample(sample: dict, *, target: Optional[str] = None, prompt: str = ""
     if media and _member(sample, tuple(media)) is None:
         raise ValueError(f"no video or image member (members: {members})")
     if target is not None:
-        from vau.data.conversation import turns_from_annotation
+        from vau.data.text.conversation import turns_from_annotation
 
         try:
             turns_from_annotation(ann, target, prompt)
@@ -106,7 +106,7 @@ class SampleDecoder:
 
     def __init__(self, cfg: DecodeConfig, *, train: bool, seed: int = 0, target: Optional[str] = None,
                  prompt: str = "", need_media: bool = False) -> None:
-        from vau.data.video import processor_settings
+        from vau.data.media.video import frame_geometry
 
         if cfg.short_video not in SHORT_VIDEO:
             raise ConfigError(f"decode.short_video={cfg.short_video!r}: expected one of {', '.join(SHORT_VIDEO)}")
@@ -117,12 +117,11 @@ class SampleDecoder:
             self.media_exts = (VIDEO_EXTS if cfg.video else ()) + (IMAGE_EXTS if cfg.image else ())
         self.short_videos = 0  # videos shorter than their clip (rejected or padded), in this process
         self.sampler = FRAME_SAMPLERS.get(cfg.train_sampler if train else cfg.eval_sampler)(cfg)
-        size, self.mean, self.std = processor_settings(cfg.processor)
-        self.size = cfg.size or size
+        self.size, self.mean, self.std = frame_geometry(cfg)
         self.epoch = 0
 
     def _pixels(self, frames: torch.Tensor) -> torch.Tensor:
-        from vau.data.video import resize_normalize
+        from vau.data.media.video import resize_normalize
 
         return frames if self.cfg.raw else resize_normalize(frames, self.size, self.mean, self.std)
 
@@ -148,7 +147,7 @@ class SampleDecoder:
         """Probes the sample's video (no frame decoding) and applies the short-video policy to it."""
         video = _member(sample, VIDEO_EXTS)
         if video is not None and self.cfg.video:
-            from vau.data.video import probe
+            from vau.data.media.video import probe
 
             num, fps, _ = probe(video[1])
             self.clip_indices(sample["__key__"], num, fps, sample_rng(self.seed, self.epoch, sample["__key__"]))
@@ -158,7 +157,7 @@ class SampleDecoder:
         out: dict[str, Any] = {"key": key, "url": sample.get("__url__"), "annotation": self.check(sample)}
         video = _member(sample, VIDEO_EXTS)
         if video is not None and self.cfg.video:
-            from vau.data.video import decode_clip
+            from vau.data.media.video import decode_clip
 
             rng = sample_rng(self.seed, self.epoch, key)
             frames, idx, num, fps = decode_clip(video[1], lambda n, fps: self.clip_indices(key, n, fps, rng))
@@ -166,11 +165,11 @@ class SampleDecoder:
             out.update(frame_indices=torch.tensor(idx), fps=fps, num_frames=num)
         image = _member(sample, IMAGE_EXTS)
         if image is not None and self.cfg.image:
-            from vau.data.image import load_image
+            from vau.data.media.image import load_image
 
             out["image"] = self._pixels(load_image(image[1])[None])
         if self.cfg.audio_rate:
-            from vau.data.audio import decode_audio
+            from vau.data.media.audio import decode_audio
 
             src = _member(sample, AUDIO_EXTS) or video
             if src is None:

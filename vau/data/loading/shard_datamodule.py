@@ -6,12 +6,12 @@ import logging
 import os
 from typing import Any, Callable, Optional
 
-import lightning as L
 import torch
 
-from vau.data.decode import SampleDecoder, collate
-from vau.data.shardlist import expand_shards, shard_sizes
-from vau.data.stream import META, ShardLoader, ShardStream, Source
+from vau.data.media.decode import SampleDecoder, collate
+from vau.data.shards.shardlist import expand_shards, shard_sizes
+from vau.data.loading.datamodule import DataModuleBase
+from vau.data.loading.stream import META, ShardLoader, ShardStream, Source
 from vau.errors import ConfigError, NotFoundError
 
 log = logging.getLogger("vau.data")
@@ -31,7 +31,7 @@ def resolve_sources(sources: Any, what: str, allow_pipe: bool = False) -> list[S
     return out
 
 
-class ShardDataModule(L.LightningDataModule):
+class ShardDataModule(DataModuleBase):
     """Builds training (resampled, mixed, shuffled) and validation (single pass) loaders.
 
     Families customise it with ``decoder(train)`` (raw sample -> decoded sample) and
@@ -43,11 +43,9 @@ class ShardDataModule(L.LightningDataModule):
     collate_fn: Callable[[list], dict] = staticmethod(collate)
 
     def __init__(self, cfg: Any) -> None:
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self._train: Optional[ShardStream] = None
         self._val: Optional[ShardStream] = None
-        self._resume: Optional[dict] = None
         self._position: dict[int, dict] = {}
         self._position_epoch: Optional[int] = None
         self._last_worker: Optional[int] = None
@@ -69,13 +67,6 @@ class ShardDataModule(L.LightningDataModule):
         resolve_sources(d.val, "data.val", d.allow_pipe)
 
     # --- loaders ----------------------------------------------------------------------------
-    def _rank_world(self) -> tuple[int, int]:
-        t = self.trainer
-        return (t.global_rank, t.world_size) if t is not None else (0, 1)
-
-    def _epoch(self) -> int:
-        return self.trainer.current_epoch if self.trainer is not None else 0
-
     def epoch_batches(self, sources: list[Source], world: int) -> Optional[int]:
         """Batches per rank per epoch: ``samples_per_epoch`` (or the shards' size) / global batch."""
         d = self.cfg.data
@@ -168,11 +159,6 @@ class ShardDataModule(L.LightningDataModule):
             ranks = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(ranks, mine)
         return {"epoch": epoch, "num_workers": nw, "ranks": ranks}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores the data position; applied when the train loader is built."""
-        if state:
-            self._resume = dict(state)
 
     def _apply_resume(self, state: dict, rank: int, world: int) -> None:
         nw = max(1, self.cfg.data.num_workers)

@@ -8,11 +8,40 @@ import lightning as L
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
-from vau.data.sampler import ResumableSampler
+from vau.data.loading.sampler import ResumableSampler
 from vau.signals import ignore_stop_signals
 
 
-class VauDataModule(L.LightningDataModule):
+class DataModuleBase(L.LightningDataModule):
+    """What every family DataModule shares: the config, this process's rank and world size, the
+    epoch, and a saved data position held until the train loader is built (``_resume``).
+
+    Subclasses define the loaders and ``state_dict`` (their position); ``check()`` may refuse
+    a config in one line before any model is built.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self._resume: Optional[dict] = None
+
+    def check(self) -> None:
+        """Refuses data settings that cannot work, before the model is built (nothing to check here)."""
+
+    def _rank_world(self) -> tuple[int, int]:
+        t = self.trainer
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def load_state_dict(self, state: dict) -> None:
+        """Keeps the saved data position; applied when the train loader is next built."""
+        if state:
+            self._resume = dict(state)
+
+
+class VauDataModule(DataModuleBase):
     """Builds loaders from ``train_dataset()``/``val_dataset()``; persists the data position.
 
     The position (epoch, micro-batches processed in it) is written into every full-state
@@ -24,9 +53,7 @@ class VauDataModule(L.LightningDataModule):
     collate_fn: Optional[Callable] = None
 
     def __init__(self, cfg: Any) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self._resume: Optional[dict] = None
+        super().__init__(cfg)
         self._train_sampler: Optional[ResumableSampler] = None
 
     def train_dataset(self) -> Dataset:
@@ -36,10 +63,6 @@ class VauDataModule(L.LightningDataModule):
     def val_dataset(self) -> Optional[Dataset]:
         """The validation dataset, or None for no validation."""
         return None
-
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, dataset: Dataset, sampler: ResumableSampler, batch_size: int, drop_last: bool) -> DataLoader:
         nw = self.cfg.data.num_workers
@@ -84,8 +107,8 @@ class VauDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Restores the data position; applied when the train loader is next built."""
+        super().load_state_dict(state)
         if state:
-            self._resume = dict(state)
             if self._train_sampler is not None:  # loader already built (rare): patch it in place
                 self._train_sampler.resume(state["epoch"], state["batches"] * self.cfg.data.batch_size)
                 self._resume = None

@@ -31,7 +31,7 @@ from typing import Optional, Sequence, Union
 
 from webdataset.shardlists import expand_urls
 
-from vau.data.writer import SIZES_FILE
+from vau.data.shards.writer import SIZES_FILE
 from vau.errors import ConfigError, NotFoundError
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")

@@ -1,6 +1,6 @@
 """Sample annotations (``<key>.json`` in a shard): JSON Schema validation per sample kind.
 
-The schemas live in ``vau/data/schemas/`` (one file per kind: caption, conversation,
+The schemas live in ``vau/data/shards/schemas/`` (one file per kind: caption, conversation,
 anomaly, key_sentences, scene, retrieval; ``annotation.schema.json`` composes them).
 They are the documentation of the shard format as much as the validator's input.
 """
@@ -21,7 +21,7 @@ def _validator() -> Any:
     from jsonschema import Draft202012Validator
     from referencing import Registry, Resource
 
-    files = resources.files("vau.data") / "schemas"
+    files = resources.files("vau.data.shards") / "schemas"
     schemas = {p.name: json.loads(p.read_text()) for p in files.iterdir() if p.name.endswith(".schema.json")}
     registry = Registry().with_resources(
         (s["$id"], Resource.from_contents(s)) for s in schemas.values()
@@ -31,7 +31,7 @@ def _validator() -> Any:
 
 def schema_files() -> list[str]:
     """Names of the packaged schema files."""
-    return sorted(p.name for p in (resources.files("vau.data") / "schemas").iterdir() if p.name.endswith(".json"))
+    return sorted(p.name for p in (resources.files("vau.data.shards") / "schemas").iterdir() if p.name.endswith(".json"))
 
 
 def validate_annotation(ann: Any) -> dict:

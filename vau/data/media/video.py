@@ -205,7 +205,7 @@ def decode_clip(
 
     Args:
         src: Path to a video file, or the file's contents as bytes.
-        pick: ``(num_frames, fps) -> frame indices`` (e.g. a ``vau.data.sampling`` function).
+        pick: ``(num_frames, fps) -> frame indices`` (e.g. a ``vau.data.media.sampling`` function).
         threads: Let FFmpeg decode with several threads.
 
     Returns:
@@ -422,3 +422,10 @@ def processor_settings(path_or_dict: str | Path | dict | None = None) -> tuple[i
     mean = [float(v) for v in cfg.get("image_mean", CLIP_MEAN)]
     std = [float(v) for v in cfg.get("image_std", CLIP_STD)]
     return (size if size is not None else CLIP_SIZE), mean, std
+
+
+def frame_geometry(decode: Any) -> tuple[int, list[float], list[float]]:
+    """``(side, mean, std)`` frames are resized and normalised to under a ``DecodeConfig``:
+    ``decode.size`` when set, else the processor's (training data and ``vau infer`` both ask here)."""
+    size, mean, std = processor_settings(decode.processor)
+    return decode.size or size, mean, std

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from vau.data.manifest import Sample, build_sample, iter_manifest
+from vau.data.shards.manifest import Sample, build_sample, iter_manifest
 from vau.io import atomic_write_text, current_umask
 from vau.progress import interactive, track
 from vau.errors import ConfigError, ExistsError, NotFoundError
@@ -143,7 +143,7 @@ def write_shards(
     """Validates a manifest's samples and writes them as tar shards.
 
     Args:
-        manifest: JSONL manifest (see ``vau.data.manifest``).
+        manifest: JSONL manifest (see ``vau.data.shards.manifest``).
         pattern: Shard path with one ``%d`` field, e.g. ``out/train-%06d.tar``.
         maxcount: Samples per shard at most.
         maxsize: Payload bytes per shard at most (a larger single sample gets its own shard).

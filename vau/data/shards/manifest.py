@@ -23,7 +23,7 @@ from typing import Iterator, Optional, Union
 
 import numpy as np
 
-from vau.data.annotation import validate_annotation
+from vau.data.shards.annotation import validate_annotation
 
 VIDEO_EXTS = ("mp4", "mkv", "webm", "avi", "mov")
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -63,20 +63,20 @@ def _read(path: Path, what: str) -> bytes:
 
 # Media checks take the path, so their one-line errors name the file.
 def _check_video(path: Path) -> None:
-    from vau.data.video import decode_frames, probe
+    from vau.data.media.video import decode_frames, probe
 
     n, _, _ = probe(path)  # raises VideoDecodeError (a ValueError) with the reason
     decode_frames(path, [0, n - 1])  # first and last frame decode: catches truncated files
 
 
 def _check_image(path: Path) -> None:
-    from vau.data.image import load_image
+    from vau.data.media.image import load_image
 
     load_image(path)
 
 
 def _check_audio(path: Path) -> None:
-    from vau.data.audio import decode_audio
+    from vau.data.media.audio import decode_audio
 
     decode_audio(path)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from vau.constants import IGNORE_INDEX, VISUAL_TOKEN
-from vau.data.tokenizer import Tokenizer
+from vau.data.text.tokenizer import Tokenizer
 from vau.registry import Registry
 from vau.errors import ConfigError
 

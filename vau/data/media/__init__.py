@@ -1,0 +1,1 @@
+"""Media decoding: exact-frame video, audio, images, features; frame sampling; the per-sample decoder."""
