@@ -15,6 +15,8 @@ from eval_fakes import JUDGE_KEY_ENV, JudgeServer, judge_answer
 
 from conftest import REPO, read_losses, run_vau
 
+pytestmark = pytest.mark.slow  # over ~30 s on 2 cores: `pytest -m "not slow"` leaves it out
+
 QUIET = ["trainer.progress_bar=none", "logger.wandb.mode=disabled"]
 
 

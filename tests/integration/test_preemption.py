@@ -12,6 +12,8 @@ import pytest
 
 from conftest import REPO, read_losses
 
+pytestmark = pytest.mark.slow  # over ~30 s on 2 cores: `pytest -m "not slow"` leaves it out
+
 STEPS = 60  # the stop comes a step or two after the step-10 checkpoint
 ARGS = ["experiment=tiny/lm", f"trainer.max_steps={STEPS}", f"optim.total_steps={STEPS}", "ckpt.every_n_steps=10",
         "logger.wandb.mode=disabled", "trainer.progress_bar=none"]

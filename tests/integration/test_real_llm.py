@@ -4,6 +4,8 @@ with LoRA, generates."""
 
 from __future__ import annotations
 
+import pytest
+
 import importlib.util
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from vau.data.text.conversation import mistral
 from vau.data.text.tokenizer import build_tokenizer
 from vau.families.anomshield.predict import answer
 from vau.lit.module import VauModule as AnomShieldModule
+
+pytestmark = pytest.mark.slow  # over ~30 s on 2 cores: `pytest -m "not slow"` leaves it out
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import read_losses
 
+pytestmark = pytest.mark.slow  # over ~30 s on 2 cores: `pytest -m "not slow"` leaves it out
+
 N = 3
 TINY = ["logger.wandb.mode=disabled", "trainer.progress_bar=none"]
 

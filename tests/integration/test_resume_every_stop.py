@@ -25,6 +25,8 @@ from conftest import read_losses
 sys.path.insert(0, str(Path(__file__).parent))
 from test_resume import _caption_shards  # noqa: E402
 
+pytestmark = pytest.mark.slow  # over ~30 s on 2 cores: `pytest -m "not slow"` leaves it out
+
 STEPS = 12  # 3 epochs of 4 batches
 
 

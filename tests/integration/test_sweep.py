@@ -30,6 +30,7 @@ def test_members_names_and_array_command(tmp_path):
         load_sweep(f)
 
 
+@pytest.mark.slow
 def test_ecva_table8_local_then_rerun_starts_nothing(vau_cli, tmp_path):
     data = tmp_path / "data"
     vau_cli("synth", "--out", str(data), "--videos", "4", "--images", "4")
