@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.filters import _shuffle
 
 from vau.data.shards.tario import BadSample, iter_shard
-from vau.errors import ConfigError, DataError
+from vau.errors import DataError
 from vau.signals import ignore_stop_signals
 
 log = logging.getLogger("vau.data")

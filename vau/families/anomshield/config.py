@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from vau.config.data import ShardDataConfig
 from vau.config.schema import ModelConfig, RunConfig
