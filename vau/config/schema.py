@@ -8,6 +8,7 @@ docstring; OmegaConf validates types and, in struct mode, rejects unknown keys.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Optional
@@ -171,8 +172,6 @@ def wandb_mode_of(mode: str, key: str) -> str:
         ConfigError: Any other value, naming ``key``.
     """
     if mode == "none":
-        import logging
-
         logging.getLogger("vau").warning("%s=none: spelled 'disabled' now (as wandb spells it)", key)
         return "disabled"
     if mode not in WANDB_MODES:

@@ -19,7 +19,6 @@ from typing import Any, Iterator, Optional
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
 from vau.data.shards.manifest import iter_manifest
 from vau.errors import ConfigError
@@ -63,15 +62,13 @@ class TaskPredictor:
     """The default predictor: the family's data pipeline reads ``shards`` once (split over ranks and
     workers, bad samples skipped and counted) and ``Task.predict`` makes the records."""
 
-    def __init__(self, cfg: Any, model_cfg: Any, model: torch.nn.Module, done: set[str], task: Any) -> None:
+    def __init__(self, cfg: Any, model_cfg: Any, model: torch.nn.Module, done: set[str], task: Any,
+                 family: Any) -> None:
         from omegaconf import OmegaConf
-
-        from vau.families import get_family
 
         if cfg.shards is None:
             raise ConfigError(f"shards=...: the {model_cfg.model.family} family predicts on test shards")
-        self.model, self.task, self.done = model, task, done
-        self.family = get_family(model_cfg.model.family)
+        self.model, self.task, self.done, self.family = model, task, done, family
         plain = OmegaConf.to_container(model_cfg, resolve=True)
         plain["data"].update(val=[{"shards": cfg.shards}], val_batch_size=cfg.batch_size, num_workers=cfg.num_workers)
         # The export's data section, reading the test shards once (typed again, as the datamodule expects).
@@ -94,18 +91,14 @@ class TaskPredictor:
 
 
 class InferData(L.LightningDataModule):
-    """The rank's predict loader, built once the trainer knows the rank."""
+    """The rank's predict loader (``predictor.loader(trainer)``), built once the trainer knows the rank."""
 
-    def __init__(self, predictor: Any, cfg: Any) -> None:
+    def __init__(self, predictor: Any) -> None:
         super().__init__()
-        self.predictor, self.cfg = predictor, cfg
+        self.predictor = predictor
 
     def predict_dataloader(self) -> Any:
-        if hasattr(self.predictor, "loader"):
-            return self.predictor.loader(self.trainer)
-        ds = self.predictor.dataset(self.trainer.global_rank, self.trainer.world_size)
-        return DataLoader(ds, batch_size=self.cfg.batch_size, collate_fn=self.predictor.collate,
-                          num_workers=self.cfg.num_workers, persistent_workers=False)
+        return self.predictor.loader(self.trainer)
 
 
 class InferModule(L.LightningModule):
@@ -178,14 +171,14 @@ def run_infer(cfg: Any) -> Optional[Path]:
     if family.predictor is not None:
         predictor = import_object(family.predictor)(cfg, model_cfg, model, done)
     else:
-        predictor = TaskPredictor(cfg, model_cfg, model, done, task)
+        predictor = TaskPredictor(cfg, model_cfg, model, done, task, family)
     if done:
         log.info("%s: %d records already written; skipping them", out, len(done))
     L.seed_everything(cfg.seed, verbose=False)
     trainer = build_predict_trainer(cfg)
     module = InferModule(model, predictor, cfg)
     t0 = time.perf_counter()
-    trainer.predict(module, datamodule=InferData(predictor, cfg), return_predictions=False)
+    trainer.predict(module, datamodule=InferData(predictor), return_predictions=False)
     trainer.strategy.barrier()
     if trainer.is_global_zero:
         summary = merge(out, model_cfg.model.family)

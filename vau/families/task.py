@@ -91,13 +91,19 @@ class LLMTask(Task):
     def llm(self, model: nn.Module) -> nn.Module | None:
         return getattr(model, "llm", model)
 
+    @staticmethod
+    def save_adapter(llm: nn.Module, folder: Path) -> bool:
+        """Writes a PEFT model's LoRA adapter to ``folder/adapter``; False if ``llm`` is not PEFT."""
+        if not hasattr(llm, "peft_config"):
+            return False
+        # PEFT's own format (adapter_config.json + adapter_model.safetensors): loads with
+        # PeftModel.from_pretrained and merges with `merge_and_unload`.
+        llm.save_pretrained(str(folder / "adapter"))
+        return True
+
     def export_extra(self, model: nn.Module, folder: Path) -> None:
         from vau.data.text.tokenizer import build_tokenizer
 
-        llm = self.llm(model)
-        if hasattr(llm, "peft_config"):
-            # PEFT's own format (adapter_config.json + adapter_model.safetensors): loads with
-            # PeftModel.from_pretrained and merges with `merge_and_unload`.
-            llm.save_pretrained(str(folder / "adapter"))
+        self.save_adapter(self.llm(model), folder)
         # The tokenizer the data pipeline used, so an export is self-contained for inference.
         build_tokenizer(self.cfg.model.llm).save(folder / "tokenizer")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vau.data.shards.manifest import iter_manifest
 from vau.errors import BadInputError, ConfigError, NotFoundError
@@ -219,11 +219,11 @@ class AnomShieldPredictor:
         self.name = str(cfg.model)
         self.ranker: Optional[Callable] = None
 
-    def dataset(self, rank: int, world: int) -> IterableDataset:
-        """This rank's videos with unanswered questions (errors as ``{"key", "error"}`` items)."""
-        return VideoQuestions(self.cfg, self.model_cfg, self.done, rank, world)
-
-    collate = staticmethod(list)
+    def loader(self, trainer: Any) -> DataLoader:
+        """This rank's videos with unanswered questions, in lists (errors as ``{"key", "error"}`` items)."""
+        ds = VideoQuestions(self.cfg, self.model_cfg, self.done, trainer.global_rank, trainer.world_size)
+        return DataLoader(ds, batch_size=self.cfg.batch_size, collate_fn=list, num_workers=self.cfg.num_workers,
+                          persistent_workers=False)
 
     def start(self) -> None:
         """Builds the segment ranker (on the predicting process, after the devices are set)."""

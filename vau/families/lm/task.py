@@ -27,9 +27,9 @@ class LMTask(LLMTask):
     def export_extra(self, model: nn.Module, folder: Path) -> None:
         from vau.data.text.tokenizer import build_tokenizer
 
-        if hasattr(model, "peft_config"):
-            model.save_pretrained(str(folder / "adapter"))  # PEFT's format (PeftModel.from_pretrained)
-        elif all(p.requires_grad for p in model.parameters()):
+        if self.save_adapter(model, folder):
+            return
+        if all(p.requires_grad for p in model.parameters()):
             # A fully trained LM is also written as a plain HF folder (+ its tokenizer), so later
             # runs can load it as `model.llm.pretrained` (e.g. the tiny AnomShield demo's LLM).
             model.save_pretrained(str(folder / "hf"))
