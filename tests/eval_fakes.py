@@ -2,7 +2,7 @@
 a judge that answers every AnomEval prompt, and predictions files.
 
     with JudgeServer(lambda prompt: "Answer: yes", fail_first=2) as server:
-        cfg = JudgeConfig(backend="http", model="fake", base_url=server.url)
+        cfg = JudgeConfig(kind="http", model="fake", base_url=server.url)
 """
 
 from __future__ import annotations

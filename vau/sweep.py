@@ -7,9 +7,9 @@ A sweep file (``conf/sweep/*.yaml``)::
     sbatch: [--nodes=1, --time=24:00:00]  # extra sbatch options of the job array
     overrides: [trainer.max_steps=1000]   # applied to every member
     grid:                             # cartesian product
-      model.connector.name: [bimamba, mlp]
+      model.connector.kind: [bimamba, mlp]
     members:                          # and/or explicit members
-      - [model.connector.name=mamba]
+      - [model.connector.kind=mamba]
 
 Each member is an ordinary resumable run (``resume=auto``); a member is finished when its
 export exists, so re-running a sweep skips finished members and resumes the others.

@@ -130,7 +130,7 @@ def test_infer_hard_prompt_resume_uniform_then_eval(demo, tmp_path):
 
     # Uniform, the baseline of the hard-prompt ablation (ECVA Tab. VIII), on two DDP ranks.
     uniform = tmp_path / "uniform"
-    run_vau(runs, *infer, f"out={uniform}", "sampling=uniform", "devices=2")
+    run_vau(runs, *infer, f"out={uniform}", "sampling=uniform", "trainer.devices=2")
     urows = _read(uniform / "predictions.jsonl")
     assert [r["id"] for r in urows] == [r["id"] for r in rows]
     assert all(r["sampling"] == "uniform" and len(r["frames"]) == 8 and "segments" not in r for r in urows)

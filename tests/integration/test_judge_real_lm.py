@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from vau.config import compose_tool
-from vau.config.eval import EvalConfig, JudgeConfig
+from vau.config.eval import JudgeConfig
+from vau.families.anomshield.tools import AnomShieldEvalConfig as EvalConfig
 from vau.eval.judge import CachedJudge, HFJudge
 from vau.metrics.anomeval import (
     AnomEvalItem,
@@ -62,7 +63,7 @@ def _parse_fails(step: str, text: str) -> bool:
 @pytest.mark.slow
 def test_anomeval_with_a_real_local_judge(tmp_path):
     gguf = _smollm_gguf()
-    judge_cfg = JudgeConfig(backend="hf", model=str(gguf.parent), gguf_file=gguf.name, max_new_tokens=48)
+    judge_cfg = JudgeConfig(kind="hf", model=str(gguf.parent), gguf_file=gguf.name, max_new_tokens=48)
     # One yes/no question per reference keeps the run near a minute on 2 CPU cores.
     cfg = compose_tool(EvalConfig, "eval", "anomeval", ["out=x", "anomeval.questions=1"]).anomeval
     judge = CachedJudge(HFJudge(judge_cfg), tmp_path / "cache")

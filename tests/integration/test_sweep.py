@@ -16,11 +16,11 @@ TINY = ["trainer.progress_bar=none", "logger.wandb.mode=disabled"]
 def test_members_names_and_array_command(tmp_path):
     f = tmp_path / "s.yaml"
     f.write_text("name: abl\nexperiment: tiny/lm\noverrides: [trainer.max_steps=3]\n"
-                 "grid: {optim.lr: [0.1, 0.01], model.llm.hidden_size: [32]}\nmembers: [[optim.name=sgd]]\n")
+                 "grid: {optim.lr: [0.1, 0.01], model.llm.hidden_size: [32]}\nmembers: [[optim.kind=sgd]]\n")
     spec = load_sweep(f)
     ms = members(spec)
     assert [m.name for m in ms] == ["abl-optim.lr-0.1_llm.hidden_size-32", "abl-optim.lr-0.01_llm.hidden_size-32",
-                                    "abl-optim.name-sgd"]
+                                    "abl-optim.kind-sgd"]
     assert ms[0].overrides[:3] == ["trainer.max_steps=3", "optim.lr=0.1", "model.llm.hidden_size=32"]
     assert "logger.wandb.group=abl" in ms[0].overrides and "resume=auto" in ms[0].overrides
     assert sbatch_command(spec, tmp_path / "m.txt", [0, 2])[:4] == ["sbatch", "--parsable", "--array=0,2",
@@ -40,7 +40,7 @@ def test_ecva_table8_local_then_rerun_starts_nothing(vau_cli, tmp_path):
     assert out.count(" todo ") == 6 and out.count("== sweep ecva_table8 member") == 6
     runs = sorted((tmp_path / "runs").glob("ecva_table8-*"))
     assert len(runs) == 6 and all((r / "export" / "model.safetensors").is_file() for r in runs)
-    assert {r.name for r in runs} >= {"ecva_table8-connector.name-mlp_decode.train_sampler-uniform"}
+    assert {r.name for r in runs} >= {"ecva_table8-connector.kind-mlp_decode.train_sampler-uniform"}
     again = vau_cli("sweep", "conf/sweep/ecva_table8.yaml", "--local", *tiny).stdout
     assert "all 6 member(s) finished" in again and "== sweep" not in again
 

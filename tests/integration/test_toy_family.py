@@ -216,7 +216,7 @@ def test_toy_family_predicts_and_evaluates_through_the_cli(runs, toy):
     full, _ = runs
     out, evald = toy["root"] / "infer", toy["root"] / "eval"
     args = ("infer", f"model={full}", f"shards={toy['test']}", f"out={out}", "batch_size=8", "num_workers=2",
-            "accelerator=cpu", "precision=32-true")
+            "trainer.accelerator=cpu", "trainer.precision=32-true")
     _vau(toy, *args)
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == 40 and len({r["id"] for r in records}) == 40
@@ -235,7 +235,7 @@ def test_toy_family_predicts_and_evaluates_through_the_cli(runs, toy):
     _vau(toy, *args)  # a re-run finds every id written and adds nothing
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 40
 
-    proc = _vau(toy, "eval", f"predictions=[{out}]", "names=[toy]", f"out={evald}", "anomeval.enabled=false",
+    proc = _vau(toy, "eval", f"predictions=[{out}]", "names=[toy]", f"out={evald}",
                 "wandb=disabled", "progress=false")
     results = json.loads((evald / "results.json").read_text())
     assert results["models"]["toy"]["tasks"]["toyfam"] == {"mse": pytest.approx(mse), "n": 40}

@@ -11,7 +11,9 @@ import pytest
 from eval_fakes import JudgeServer
 
 from vau.config import compose_tool
-from vau.config.eval import AnomEvalConfig, EvalConfig, JudgeConfig
+from vau.config.eval import JudgeConfig
+from vau.families.anomshield.tools import AnomEvalConfig
+from vau.families.anomshield.tools import AnomShieldEvalConfig as EvalConfig
 from vau.eval.judge import (
     JUDGES,
     CachedJudge,
@@ -300,7 +302,7 @@ KEY_ENV = "VAU_TEST_JUDGE_KEY"
 
 def _http_cfg(url: str, **kw) -> JudgeConfig:
     kw = {"retries": 3, "backoff_s": 0.5, "timeout_s": 5.0, **kw}
-    return JudgeConfig(backend="http", model="fake-judge", base_url=url, api_key_env=KEY_ENV,
+    return JudgeConfig(kind="http", model="fake-judge", base_url=url, api_key_env=KEY_ENV,
                        max_new_tokens=32, **kw)
 
 
@@ -378,11 +380,11 @@ def test_registry_and_build_judge(tmp_path, monkeypatch):
     cfg.cache_dir = str(tmp_path / "mine")
     assert build_judge(cfg, tmp_path / "default").cache_dir == Path(cfg.cache_dir)
     with pytest.raises(KeyError, match="unknown judge backend 'htp'.*did you mean http"):
-        build_judge(JudgeConfig(backend="htp"), tmp_path)
+        build_judge(JudgeConfig(kind="htp"), tmp_path)
 
 
 def test_hf_judge_needs_a_model_folder(tmp_path):
     with pytest.raises(ValueError, match="judge.model is null"):
-        HFJudge(JudgeConfig(backend="hf"))
+        HFJudge(JudgeConfig(kind="hf"))
     with pytest.raises(FileNotFoundError, match="not a directory"):
-        HFJudge(JudgeConfig(backend="hf", model=str(tmp_path / "nope")))
+        HFJudge(JudgeConfig(kind="hf", model=str(tmp_path / "nope")))

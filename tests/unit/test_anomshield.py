@@ -76,7 +76,7 @@ class _Patches(torch.nn.Module):
 
 
 def test_token_layout_is_frame_major_then_pooled_per_frame():
-    m = _module(TINY + ["model.connector.name=mlp"]).model
+    m = _module(TINY + ["model.connector.kind=mlp"]).model
     g, d = m.vision.grid, m.vision.hidden_size
     m.vision = _Patches(g, d)
     torch.nn.init.zeros_(m.temporal_embed)
@@ -98,7 +98,7 @@ def test_token_layout_is_frame_major_then_pooled_per_frame():
 
 
 def test_embeddings_are_added_per_frame_and_per_patch():
-    m = _module(TINY + ["model.connector.name=mlp"]).model
+    m = _module(TINY + ["model.connector.kind=mlp"]).model
     g, d = m.vision.grid, m.vision.hidden_size
     m.vision = _Patches(g, d)
     seen = {}

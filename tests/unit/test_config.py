@@ -438,8 +438,9 @@ def test_config_is_read_only():
     assert OmegaConf.is_readonly(cfg)
 
 
-TOOL_SCHEMAS = {"infer": ("InferConfig", ["model=runs/x", "out=runs/x/infer"]),
-                "eval": ("EvalConfig", ["predictions=[runs/x/infer]", "out=runs/eval"])}
+# conf/infer and conf/eval hold the anomshield family's tool files (ECVA).
+TOOL_SCHEMAS = {"infer": ("AnomShieldInferConfig", ["model=runs/x", "out=runs/x/infer"]),
+                "eval": ("AnomShieldEvalConfig", ["predictions=[runs/x/infer]", "out=runs/eval"])}
 TOOL_FILES = sorted((group, p.stem) for group in TOOL_SCHEMAS for p in (REPO_CONF / group).glob("*.yaml"))
 
 
@@ -455,7 +456,7 @@ def _file_leaves(group: str, name: str) -> dict:
 
 @pytest.mark.parametrize("group,name", TOOL_FILES, ids=[f"{g}/{n}" for g, n in TOOL_FILES])
 def test_every_tool_file_composes(group, name):
-    import vau.config.eval as schemas
+    import vau.families.anomshield.tools as schemas
     from vau.config import compose_tool
 
     schema, required = TOOL_SCHEMAS[group]
@@ -473,3 +474,34 @@ def test_every_conf_file_is_loaded_by_a_test():
     covered |= {f"sweep/{p.name}" for p in (REPO_CONF / "sweep").glob("*.yaml")}  # tests/integration/test_sweep.py
     every = {str(p.relative_to(REPO_CONF)) for p in REPO_CONF.rglob("*.yaml")}
     assert every - covered == set()
+
+
+def test_registry_choices_are_spelled_kind_and_old_keys_still_load(tmp_path, caplog):
+    """One key name for a registry choice (``kind``); configs that say ``name``/``backend`` keep loading."""
+    import logging
+
+    from vau.config import compose_tool
+    from vau.families.anomshield.tools import AnomShieldEvalConfig, AnomShieldInferConfig
+
+    with caplog.at_level(logging.WARNING, logger="vau"):
+        cfg = compose(["experiment=tiny/anomshield_stage1", "model.connector.name=mlp", "optim.name=sgd"])
+    assert (cfg.model.connector.kind, cfg.optim.kind) == ("mlp", "sgd")
+    assert "command line: optim.name is spelled optim.kind now" in caplog.text
+    assert "name" not in cfg.model.connector and "name" not in cfg.optim
+
+    # A config saved before the rename (its connector and optimizer under `name`) composes the same.
+    old = to_container(compose(["experiment=tiny/anomshield_stage1"]))
+    old["optim"]["name"] = old["optim"].pop("kind")
+    old["model"]["connector"]["name"] = old["model"]["connector"].pop("kind")
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(old))
+    assert to_container(compose([], config_file=saved)) == to_container(compose(["experiment=tiny/anomshield_stage1"]))
+
+    with pytest.raises(ConfigError, match="optim.name and optim.kind both set .* keep only optim.kind"):
+        compose(["experiment=tiny/lm", "optim.name=sgd", "optim.kind=adamw"])
+
+    infer = compose_tool(AnomShieldInferConfig, "infer", "tiny", ["model=m", "out=o", "devices=2",
+                                                                  "hard_prompt.judge.backend=http"])
+    assert infer.trainer.devices == 2 and infer.hard_prompt.judge.kind == "http"
+    evalc = compose_tool(AnomShieldEvalConfig, "eval", "ecva", ["out=o", "anomeval.judge.backend=http"])
+    assert evalc.anomeval.judge.kind == "http"

@@ -10,14 +10,14 @@ import pytest
 from eval_fakes import JUDGE_KEY_ENV, JudgeServer, judge_answer, write_predictions
 
 from vau.config import compose_tool
-from vau.config.eval import EvalConfig
+from vau.families.anomshield.tools import AnomShieldEvalConfig as EvalConfig
 from vau.eval.evaluate import (
     evaluate,
     load_predictions,
     markdown_table,
     model_names,
-    rouge2,
 )
+from vau.families.anomshield.evaluate import rouge2
 from vau.metrics import caption_scores
 
 
@@ -123,7 +123,7 @@ def test_skipped_lines_notes_and_hard_prompt_stats(evaluated):
 def test_bad_lines_warn_with_file_and_line(tmp_path, caplog):
     path = write_predictions(tmp_path / "m", MODEL_A[:2])
     with caplog.at_level(logging.WARNING, logger="vau.eval"):
-        rows, skipped = load_predictions(tmp_path / "m")
+        rows, skipped = load_predictions(tmp_path / "m", ("id", "task", "answer"))  # ECVA rows
     assert [r["id"] for r in rows] == ["v1#0", "v2#0"] and skipped == 2
     assert f"{path}:3: skipped" in caplog.text and f"{path}:4: skipped" in caplog.text
 
@@ -179,7 +179,7 @@ def test_cli_prints_table_and_paths(tmp_path, capsys):
     # conf/eval/ecva.yaml leaves the local judge unset: a one-line error naming the key
     assert main(["eval", f"predictions=[{tmp_path / 'a'}]", f"out={out}", "wandb=disabled"]) == 2
     assert capsys.readouterr().err.strip().endswith(
-        "anomeval.judge.model is null: set it to a local HF model folder (anomeval.judge.backend=hf)")
+        "anomeval.judge.model is null: set it to a local HF model folder (anomeval.judge.kind=hf)")
 
 
 def test_anomeval_rerun_is_cached_and_equal(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from vau.config import compose, compose_tool
-from vau.config.eval import InferConfig
+from vau.families.anomshield.tools import AnomShieldInferConfig as InferConfig
 from vau.data.media import sampling
 from vau.families.anomshield.hard_prompt import dense_frames, parse_ranking, plan_frames, top_segments
 from vau.eval.infer import PARTS, PREDICTIONS, merge, read_records

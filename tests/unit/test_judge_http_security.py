@@ -78,7 +78,7 @@ def serve() -> Iterator[Callable[[Route], Server]]:
 
 
 def _judge(base_url: str) -> HTTPJudge:
-    judge = HTTPJudge(JudgeConfig(backend="http", model="fake", base_url=base_url, api_key_env=KEY_ENV,
+    judge = HTTPJudge(JudgeConfig(kind="http", model="fake", base_url=base_url, api_key_env=KEY_ENV,
                                   retries=3, backoff_s=0.01, timeout_s=5.0))
     judge.sleep = lambda s: pytest.fail("a redirect refusal must not be retried")
     return judge
@@ -143,7 +143,7 @@ def test_same_origin_redirect_is_followed_with_the_key(serve, monkeypatch):
 ])
 def test_plain_http_to_a_remote_host_warns_once(caplog, url, warns):
     with caplog.at_level(logging.WARNING, logger="vau.eval.judge"):
-        HTTPJudge(JudgeConfig(backend="http", model="fake", base_url=url, api_key_env=KEY_ENV))
+        HTTPJudge(JudgeConfig(kind="http", model="fake", base_url=url, api_key_env=KEY_ENV))
     lines = [r.getMessage() for r in caplog.records if r.name == "vau.eval.judge"]
     if warns:
         assert len(lines) == 1 and "\n" not in lines[0]

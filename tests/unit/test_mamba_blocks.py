@@ -172,17 +172,17 @@ def test_drop_path_rates_follow_ecva():
 
 def test_connector_registry_and_config():
     assert CONNECTORS.names() == ["bimamba", "mamba", "mlp"]
-    assert ConnectorSection().name == "bimamba"
+    assert ConnectorSection().kind == "bimamba"
     for name, both in (("bimamba", True), ("mamba", False)):
-        conn = build_connector(ConnectorSection(name=name), D_MODEL)
+        conn = build_connector(ConnectorSection(kind=name), D_MODEL)
         assert all(layer.mixer.bidirectional is both for layer in conn.layers)
     with pytest.raises(KeyError, match="bimamba"):
-        build_connector(ConnectorSection(name="bimaba"), D_MODEL)
+        build_connector(ConnectorSection(kind="bimaba"), D_MODEL)
 
 
 @pytest.mark.parametrize("name", ["bimamba", "mamba", "mlp"])
 def test_connectors_map_tokens_to_tokens(name):
-    cfg = ConnectorSection(name=name, depth=2, d_state=4)
+    cfg = ConnectorSection(kind=name, depth=2, d_state=4)
     conn = build_connector(cfg, D_MODEL)
     x = torch.randn(2, 11, D_MODEL)
     assert conn(x).shape == x.shape
@@ -200,7 +200,7 @@ def test_connector_mixing_per_variant():
     x2 = x.clone()
     x2[:, 5] += 1.0
     for name, before_changes, after_changes in [("mlp", False, False), ("mamba", False, True), ("bimamba", True, True)]:
-        conn = build_connector(ConnectorSection(name=name, d_state=4), D_MODEL).eval()
+        conn = build_connector(ConnectorSection(kind=name, d_state=4), D_MODEL).eval()
         with torch.no_grad():
             diff = (conn(x2) - conn(x)).abs().amax(-1)[0]
         assert bool(diff[:5].max() > 1e-5) == before_changes, name
@@ -209,12 +209,12 @@ def test_connector_mixing_per_variant():
 
 def test_build_connector_from_a_config_section():
     """Any object with the fields (a run-config section, an OmegaConf node) builds the connector."""
-    section = SimpleNamespace(name="mamba", depth=2, d_state=4, d_conv=3, expand=1, drop_path=0.0)
+    section = SimpleNamespace(kind="mamba", depth=2, d_state=4, d_conv=3, expand=1, drop_path=0.0)
     conn = build_connector(section, D_MODEL)
     assert len(conn.layers) == 2
     mixer = conn.layers[0].mixer
     assert (mixer.d_state, mixer.d_conv, mixer.d_inner, mixer.bidirectional) == (4, 3, D_MODEL, False)
     from omegaconf import OmegaConf
 
-    node = OmegaConf.structured(ConnectorSection(name="mlp"))
+    node = OmegaConf.structured(ConnectorSection(kind="mlp"))
     assert isinstance(build_connector(node, D_MODEL), MLPConnector)

@@ -223,20 +223,20 @@ def test_weight_decay_only_on_matrices():
 
 def test_build_optimizer_applies_groups():
     model = Tiny()
-    opt = build_optimizer(model, _cfg(name="adamw", lr=0.1, weight_decay=0.01, betas=[0.8, 0.9], eps=1e-6,
+    opt = build_optimizer(model, _cfg(kind="adamw", lr=0.1, weight_decay=0.01, betas=[0.8, 0.9], eps=1e-6,
                                       lr_mult={"connector": 0.5}))
     assert isinstance(opt, torch.optim.AdamW)
     lrs = {g["name"]: g["lr"] for g in opt.param_groups}
     assert lrs["connector"] == pytest.approx(0.05) and lrs["default"] == pytest.approx(0.1)
     assert all(g["betas"] == (0.8, 0.9) and g["eps"] == 1e-6 for g in opt.param_groups)
-    sgd = build_optimizer(model, _cfg(name="sgd", lr=0.1, betas=[0.7, 0.9]))
+    sgd = build_optimizer(model, _cfg(kind="sgd", lr=0.1, betas=[0.7, 0.9]))
     assert isinstance(sgd, torch.optim.SGD)
     assert sgd.param_groups[0]["momentum"] == 0.7
 
 
 def test_unknown_optimizer_lists_valid_names():
     with pytest.raises(KeyError) as ei:
-        build_optimizer(Tiny(), _cfg(name="adamx"))
+        build_optimizer(Tiny(), _cfg(kind="adamx"))
     msg = ei.value.args[0]
     assert "adamx" in msg
     for name in OPTIMIZERS.names():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from vau.registry import Registry, import_object
@@ -121,18 +123,44 @@ def test_a_family_outside_vau_is_used_by_module_path(tmp_path, monkeypatch):
 
 def test_tool_conf_names_are_key_value_and_config_takes_a_file(tmp_path, caplog):
     from vau.config import compose_tool_args
-    from vau.config.eval import InferConfig
     from vau.errors import ConfigError
+    from vau.families.anomshield.tools import AnomShieldInferConfig as InferConfig
 
     base = ["model=m", "out=o"]
     tiny = compose_tool_args(InferConfig, "infer", None, ["infer=tiny", *base])
-    assert tiny.precision == "32-true" and tiny.accelerator == "cpu"  # conf/infer/tiny.yaml
-    assert compose_tool_args(InferConfig, "infer", None, base, default="ecva").precision == "bf16-true"
+    assert tiny.trainer.precision == "32-true" and tiny.trainer.accelerator == "cpu"  # conf/infer/tiny.yaml
+    assert compose_tool_args(InferConfig, "infer", None, base, default="ecva").trainer.precision == "bf16-true"
     own = tmp_path / "mine.yaml"
-    own.write_text("defaults: []\nprecision: 16-mixed\nbatch_size: 3\n")
+    own.write_text("defaults: []\nprecision: 16-mixed\nbatch_size: 3\n")  # the old top-level spelling
     mine = compose_tool_args(InferConfig, "infer", str(own), base, default="ecva")
-    assert (mine.precision, mine.batch_size) == ("16-mixed", 3)
-    assert compose_tool_args(InferConfig, "infer", "tiny", base).precision == "32-true"  # old spelling
+    assert (mine.trainer.precision, mine.batch_size) == ("16-mixed", 3)
+    assert "precision is spelled trainer.precision now" in caplog.text
+    assert compose_tool_args(InferConfig, "infer", "tiny", base).trainer.precision == "32-true"  # old spelling
     assert "spelled infer=NAME now" in caplog.text
     with pytest.raises(ConfigError, match="give one of them"):
         compose_tool_args(InferConfig, "infer", str(own), ["infer=tiny", *base])
+
+
+def test_tool_schemas_follow_the_family(tmp_path):
+    """`vau infer`/`vau eval` keys are the family's: its schema and default conf file."""
+    from omegaconf import OmegaConf
+
+    from vau.config.eval import EvalConfig, InferConfig
+    from vau.errors import ConfigError, NotFoundError
+    from vau.families import eval_schema, infer_schema
+    from vau.families.anomshield.tools import AnomShieldEvalConfig, AnomShieldInferConfig
+
+    for name, family in (("a", "lm"), ("b", "anomshield")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "infer.json").write_text(json.dumps({"family": family}))
+        (tmp_path / name / "export").mkdir()
+        (tmp_path / name / "export" / "config.yaml").write_text(f"model:\n  family: {family}\n")
+    assert infer_schema(OmegaConf.create({"model": str(tmp_path / "a")})) == (InferConfig, None)
+    assert infer_schema(OmegaConf.create({"model": str(tmp_path / "b")})) == (AnomShieldInferConfig, "ecva")
+    with pytest.raises(NotFoundError, match="no export here"):
+        infer_schema(OmegaConf.create({"model": str(tmp_path / "none")}))
+    assert eval_schema(OmegaConf.create({"predictions": [str(tmp_path / "a")]})) == (EvalConfig, None)
+    assert eval_schema(OmegaConf.create({"predictions": [str(tmp_path / "none")]}))[0] is AnomShieldEvalConfig
+    assert eval_schema(OmegaConf.create({"family": "lm", "predictions": []}))[0] is EvalConfig
+    with pytest.raises(ConfigError, match="written by different families"):
+        eval_schema(OmegaConf.create({"predictions": [str(tmp_path / "a"), str(tmp_path / "b")]}))

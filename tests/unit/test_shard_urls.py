@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import importlib.util
 import json
-import signal
 import threading
 from pathlib import Path
 

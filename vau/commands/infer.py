@@ -11,7 +11,7 @@ HELP = ("predictions of an exported model of any family (AnomShield: answers abo
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a YAML file with the infer settings (instead of infer=NAME)")
     p.add_argument("overrides", nargs="*",
-                   help="key=value; infer=NAME picks conf/infer/NAME.yaml (default ecva, the ECVA task prompts), "
+                   help="key=value; infer=NAME picks conf/infer/NAME.yaml (default: the family's, ecva for anomshield), "
                         "e.g. infer=tiny model=runs/stage3 shards='data/ecva/test-*.tar' out=results/stage3")
 
 
@@ -19,11 +19,11 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from vau.config import compose_tool_args
-    from vau.config.eval import InferConfig
     from vau.eval.infer import run_infer
+    from vau.families import infer_schema
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = compose_tool_args(InferConfig, "infer", args.config, args.overrides, default="ecva")
+    cfg = compose_tool_args(infer_schema, "infer", args.config, args.overrides)
     predictions = run_infer(cfg)
     if predictions is not None:  # rank 0 only under DDP
         print(predictions)

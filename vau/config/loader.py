@@ -9,10 +9,11 @@ Merge order (later wins): schema defaults -> group files named by the experiment
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -132,14 +133,45 @@ def _parse_dotlist(dotlist: Sequence[str]) -> DictConfig:
         raise ConfigError(f"config error: bad override in {list(dotlist)}: {str(e).splitlines()[0]}") from None
 
 
+_MISSING = object()
+
+
+def _renamed(node: Any, source: str, renamed: dict[str, str]) -> Any:
+    """``node`` with each old key of ``renamed`` moved to its new spelling (warned once per source).
+
+    Configs saved before a rename keep loading: ``optim.name: sgd`` reads as ``optim.kind: sgd``.
+    A source giving both spellings is refused, as neither could be said to win.
+    """
+    if not renamed:
+        return node
+    node = OmegaConf.create(node) if not isinstance(node, DictConfig) else node.copy()
+    for old, new in renamed.items():
+        value = OmegaConf.select(node, old, default=_MISSING, throw_on_missing=False,
+                                 throw_on_resolution_failure=False)
+        if value is _MISSING:
+            continue
+        if OmegaConf.select(node, new, default=_MISSING, throw_on_missing=False,
+                            throw_on_resolution_failure=False) is not _MISSING:
+            raise ConfigError(f"config error: {old} and {new} both set (from {source}); {old} is the old "
+                              f"spelling of {new}, keep only {new}")
+        parent, _, leaf = old.rpartition(".")
+        holder = OmegaConf.select(node, parent) if parent else node
+        raw = holder._get_node(leaf)._value()  # keeps an interpolation as written
+        del holder[leaf]
+        OmegaConf.update(node, new, raw, merge=False, force_add=True)
+        logging.getLogger("vau").warning("%s: %s is spelled %s now", source, old, new)
+    return node
+
+
 def _merged(schema_obj: Any, sources: Sequence[tuple[str, Any]]) -> DictConfig:
     """``schema_obj`` (a dataclass) with ``sources`` merged on in order, interpolations resolved."""
     schema = OmegaConf.structured(schema_obj)
     OmegaConf.set_struct(schema, True)
     _open_dict_fields(schema)
+    renamed = getattr(schema_obj, "RENAMED", {})
     cfg = schema
     for source, node in sources:
-        cfg = _merge(cfg, node, source, schema)
+        cfg = _merge(cfg, _renamed(node, source, renamed), source, schema)
     try:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
@@ -306,23 +338,37 @@ def compose_tool(schema_cls: type, group: str, config: str | None, overrides: Se
     return _frozen(cfg)
 
 
-def compose_tool_args(schema_cls: type, group: str, config_file: str | None, overrides: Sequence[str],
-                      default: str | None = None) -> DictConfig:
+#: Picks a tool's schema from its sources merged untyped: ``loose -> (schema class, conf name or None)``;
+#: the conf name is the file used when the command line names none (the family's own).
+SchemaResolver = Callable[[DictConfig], "tuple[type, str | None]"]
+
+
+def _loose(group: str, name: str | None, overrides: Sequence[str]) -> DictConfig:
+    """The tool's sources merged without a schema (to read the keys that pick one)."""
+    nodes: list[Any] = []
+    if name:
+        path = _tool_file(conf_dir() / group, name)
+        nodes = [body for _, body in _tool_sources(path, path.parent)]
+    return OmegaConf.merge(*[OmegaConf.create(n) for n in nodes], _parse_dotlist(overrides))
+
+
+def compose_tool_args(schema_cls: type | SchemaResolver, group: str, config_file: str | None,
+                      overrides: Sequence[str], default: str | None = None) -> DictConfig:
     """A tool's config from its command line, with the meanings ``vau train`` gives them.
 
     ``<group>=NAME`` among the overrides picks ``conf/<group>/NAME.yaml`` (as ``experiment=``
-    does for training; ``default`` when absent); ``--config FILE`` is a YAML file instead
-    (a config saved earlier or written by hand). ``--config NAME`` with no such file is still
-    read as ``<group>=NAME``, with a warning.
+    does for training); ``--config FILE`` is a YAML file instead (a config saved earlier or
+    written by hand). ``--config NAME`` with no such file is still read as ``<group>=NAME``,
+    with a warning. ``schema_cls`` is the schema, or a :data:`SchemaResolver` that picks it
+    (and the default conf name) from the keys given, e.g. the family of ``model=``; with
+    neither file given, the resolver's conf name, else ``default``, is read.
 
     Raises:
         ConfigError: both ``<group>=`` and ``--config``, or what :func:`compose_tool` raises.
     """
-    import logging
-
     picked = [o.partition("=")[2] for o in overrides if o.partition("=")[0] == group]
     rest = [o for o in overrides if o.partition("=")[0] != group]
-    name = picked[-1] if picked else default
+    name = picked[-1] if picked else None
     if config_file is not None:
         if picked:
             raise ConfigError(f"--config {config_file} and {group}={picked[-1]}: give one of them")
@@ -333,4 +379,7 @@ def compose_tool_args(schema_cls: type, group: str, config_file: str | None, ove
                                              "spelled %s=NAME now, --config takes a file)", config_file, group,
                                              config_file, group)
             name = config_file
-    return compose_tool(schema_cls, group, name, rest)
+    if not isinstance(schema_cls, type):
+        schema_cls, own_default = schema_cls(_loose(group, name or default, rest))
+        default = own_default if own_default is not None else default
+    return compose_tool(schema_cls, group, name or default, rest)

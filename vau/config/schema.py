@@ -73,8 +73,8 @@ class DataConfig:
 class OptimConfig:
     """Optimizer and learning-rate schedule."""
 
-    name: str = "adamw"
-    """Optimizer: a key of ``vau.lit.optim.OPTIMIZERS``."""
+    kind: str = "adamw"
+    """Optimizer: a key of ``vau.lit.optim.OPTIMIZERS`` (was ``optim.name``)."""
     lr: float = 1e-4
     """Base learning rate (the LLM's, for multimodal families)."""
     weight_decay: float = 0.0
@@ -227,6 +227,12 @@ class RunConfig:
     """null = fresh run; auto = newest full-state checkpoint in run.dir if any; or a path."""
     init_from: Optional[str] = None
     """Export directory whose weights initialise the model (weights only, not a resume)."""
+
+    RENAMED: ClassVar[Dict[str, str]] = {
+        "optim.name": "optim.kind",
+        "model.connector.name": "model.connector.kind",
+    }
+    """Old key -> its spelling now; the loader moves a value found under the old key (with a warning)."""
 
     POSITIVE: ClassVar[tuple[str, ...]] = (
         "data.batch_size", "data.val_batch_size", "data.decode.frames", "ckpt.every_n_steps", "ckpt.keep",

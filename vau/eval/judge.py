@@ -1,7 +1,7 @@
 """LLM judges for AnomEval: a local HF causal LM or an OpenAI-compatible HTTP endpoint, with a disk cache.
 
 Every judge maps one user message to the answer text. :class:`CachedJudge` keys answers by the
-judge's ``identity`` (backend, model, decoding settings; never a key) and the prompt, so a re-run
+judge's ``identity`` (kind, model, decoding settings; never a key) and the prompt, so a re-run
 of ``vau eval`` costs no judge calls and gives the same scores.
 """
 
@@ -42,7 +42,7 @@ class HFJudge:
     """A local causal LM (``from_pretrained`` of a folder, safetensors or GGUF), loaded on first use.
 
     Args:
-        cfg: The judge settings (``backend=hf``).
+        cfg: The judge settings (``kind=hf``).
 
     Raises:
         ValueError: ``cfg.model`` is null.
@@ -51,7 +51,7 @@ class HFJudge:
 
     def __init__(self, cfg: JudgeConfig) -> None:
         if not cfg.model:
-            raise ConfigError("judge.model is null: set it to a local HF model folder (judge.backend=hf)")
+            raise ConfigError("judge.model is null: set it to a local HF model folder (judge.kind=hf)")
         if not Path(cfg.model).is_dir():
             raise NotFoundError(f"judge.model={cfg.model}: not a directory (expected a local HF model folder)")
         self.cfg = cfg
@@ -143,7 +143,7 @@ class HTTPJudge:
     key never reaches another server; a plain ``http://`` URL to a non-local host logs a warning.
 
     Args:
-        cfg: The judge settings (``backend=http``).
+        cfg: The judge settings (``kind=http``).
 
     Raises:
         ValueError: ``cfg.base_url`` or ``cfg.model`` is not set.
@@ -273,7 +273,7 @@ class CachedJudge:
 
 
 def build_judge(cfg: JudgeConfig, cache_dir: str | os.PathLike, key: str = "judge") -> CachedJudge:
-    """The judge of ``cfg.backend`` behind a disk cache.
+    """The judge of ``cfg.kind`` behind a disk cache.
 
     Args:
         cfg: Judge settings; ``cfg.cache_dir``, when set, wins over ``cache_dir``.
@@ -286,7 +286,7 @@ def build_judge(cfg: JudgeConfig, cache_dir: str | os.PathLike, key: str = "judg
             naming ``key``).
     """
     try:
-        judge = JUDGES.get(cfg.backend)(cfg)
+        judge = JUDGES.get(cfg.kind)(cfg)
     except (ValueError, FileNotFoundError) as e:
         # The backends name their settings "judge.<field>"; say where that is in this config.
         raise type(e)(str(e).replace("judge.", f"{key}.")) from None

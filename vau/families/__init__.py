@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from vau.errors import ConfigError, UnknownNameError
@@ -46,6 +47,16 @@ class Family:
     """``module:Class`` of a ``vau infer`` predictor; null = ``Task.predict`` over shards."""
     default_data: Optional[str] = None
     """Pipeline used when ``data.pipeline`` is unset; null = the first of ``data``."""
+    infer_config: str = "vau.config.eval:InferConfig"
+    """``module:Class`` of its `vau infer` config (an ``InferConfig`` subclass with the family's keys)."""
+    infer_conf: Optional[str] = None
+    """``conf/infer/<name>.yaml`` used when neither ``infer=NAME`` nor ``--config`` is given."""
+    eval_config: str = "vau.config.eval:EvalConfig"
+    """``module:Class`` of its `vau eval` config (an ``EvalConfig`` subclass)."""
+    eval_conf: Optional[str] = None
+    """``conf/eval/<name>.yaml`` used when neither ``eval=NAME`` nor ``--config`` is given."""
+    evaluator: str = "vau.eval.evaluate:TaskEvaluator"
+    """``module:Class`` scoring one predictions file per model row (default: ``Task.score`` of all records)."""
 
     def pipeline_name(self, name: Optional[str]) -> str:
         """The pipeline ``name`` (or the default) after checking it exists."""
@@ -129,4 +140,81 @@ FAMILIES.register("anomshield", Family(
     data={"shards": Pipeline("vau.families.anomshield.config:AnomShieldDataConfig",
                              "vau.families.anomshield.data:AnomShieldDataModule")},
     predictor="vau.families.anomshield.predict:AnomShieldPredictor",
+    infer_config="vau.families.anomshield.tools:AnomShieldInferConfig",
+    infer_conf="ecva",
+    eval_config="vau.families.anomshield.tools:AnomShieldEvalConfig",
+    evaluator="vau.families.anomshield.evaluate:ECVAEvaluator",
 ))
+
+
+def export_family(model: str) -> str:
+    """``model.family`` of an export folder (or a run dir with ``export/``), read without building it.
+
+    Raises:
+        NotFoundError: No ``config.yaml`` there.
+    """
+    import yaml
+
+    from vau.errors import NotFoundError
+
+    src = Path(model)
+    path = next((p for p in (src / "export" / "config.yaml", src / "config.yaml") if p.is_file()), None)
+    if path is None:
+        raise NotFoundError(f"model={model}: no export here (expected config.yaml and model.safetensors, "
+                            "or a run dir with export/)")
+    body = yaml.safe_load(path.read_text()) or {}
+    return str((body.get("model") or {}).get("family", "lm"))
+
+
+def predictions_family(paths: Any) -> Optional[str]:
+    """The family that wrote the predictions (``infer.json`` beside each names it); None if none says.
+
+    Raises:
+        ConfigError: The files come from different families (one table compares one kind of model).
+    """
+    import json
+
+    found = set()
+    for path in paths or []:
+        path = Path(path)
+        summary = (path if path.is_dir() else path.parent) / "infer.json"
+        try:
+            name = json.loads(summary.read_text()).get("family") if summary.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            name = None
+        if name:
+            found.add(name)
+    if len(found) > 1:
+        raise ConfigError(f"predictions: written by different families ({', '.join(sorted(found))}); "
+                          "evaluate each family on its own")
+    return found.pop() if found else None
+
+
+def infer_schema(loose: Any) -> tuple[type, Optional[str]]:
+    """`vau infer`'s schema and default conf name: those of the family of ``model=``'s export."""
+    from omegaconf import OmegaConf
+
+    model = OmegaConf.select(loose, "model", default=None, throw_on_missing=False, throw_on_resolution_failure=False)
+    if not model or model == "???":
+        return import_object(Family.infer_config), None  # composing then says model must be set
+    family = get_family(export_family(str(model)))
+    return import_object(family.infer_config), family.infer_conf
+
+
+def eval_schema(loose: Any) -> tuple[type, Optional[str]]:
+    """`vau eval`'s schema and default conf name: those of ``family=``, else the family that wrote
+    the predictions, else anomshield (predictions written before ``infer.json`` named a family)."""
+    from omegaconf import OmegaConf
+
+    name = OmegaConf.select(loose, "family", default=None, throw_on_resolution_failure=False)
+    name = name or predictions_family(OmegaConf.select(loose, "predictions", default=None,
+                                                       throw_on_resolution_failure=False)) or "anomshield"
+    family = _family_or_error(str(name), "family")
+    return import_object(family.eval_config), family.eval_conf
+
+
+def _family_or_error(name: str, key: str) -> Family:
+    try:
+        return get_family(name)
+    except UnknownNameError as e:
+        raise ConfigError(f"{key}={name!r}: {e}") from None

@@ -109,7 +109,7 @@ def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], cfg: Any) -> 
 
 def build_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
     """Builds the configured optimizer over ``model``'s trainable parameters."""
-    return OPTIMIZERS.get(cfg.name)(param_groups(model.named_parameters(), cfg), cfg)
+    return OPTIMIZERS.get(cfg.kind)(param_groups(model.named_parameters(), cfg), cfg)
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: Any, total_steps: "int | Callable[[], int]"):

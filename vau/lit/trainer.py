@@ -115,8 +115,9 @@ def _devices(value: Any) -> Any:
 
 def build_predict_trainer(cfg: Any) -> L.Trainer:
     """The Trainer of ``vau infer`` (an ``InferConfig``): devices and precision, no logger or checkpoints."""
-    return L.Trainer(accelerator=cfg.accelerator, devices=_devices(cfg.devices), num_nodes=cfg.num_nodes,
-                     precision=cfg.precision, logger=False, enable_checkpointing=False,
+    t = cfg.trainer
+    return L.Trainer(accelerator=t.accelerator, devices=_devices(t.devices), num_nodes=t.num_nodes,
+                     precision=t.precision, logger=False, enable_checkpointing=False,
                      enable_progress_bar=cfg.progress if cfg.progress is not None else interactive(),
                      enable_model_summary=False,
                      use_distributed_sampler=False)  # predictors split their data by rank themselves

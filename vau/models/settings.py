@@ -93,7 +93,7 @@ class VisionSection:
 class ConnectorSection:
     """The sequence connector between vision tokens and the projector (ECVA Eqs. 2-10)."""
 
-    name: str = "bimamba"
+    kind: str = "bimamba"
     """Variant: a key of ``vau.models.blocks.connector.CONNECTORS`` (bimamba, mamba, mlp)."""
     depth: int = 1
     """Number of (Bi)Mamba blocks."""

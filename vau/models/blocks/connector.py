@@ -118,7 +118,7 @@ def _mlp(cfg: ConnectorSection, dim: int) -> nn.Module:
 
 
 def build_connector(cfg: Any, dim: int) -> nn.Module:
-    """Builds the connector named by ``cfg.name`` for tokens of width ``dim``.
+    """Builds the connector named by ``cfg.kind`` for tokens of width ``dim``.
 
     Args:
         cfg: A :class:`ConnectorSection` (or an OmegaConf node of one).
@@ -127,4 +127,4 @@ def build_connector(cfg: Any, dim: int) -> nn.Module:
     Returns:
         A module mapping ``[batch, L, dim]`` to ``[batch, L, dim]``.
     """
-    return CONNECTORS.get(cfg.name)(cfg, dim)
+    return CONNECTORS.get(cfg.kind)(cfg, dim)
