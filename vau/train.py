@@ -11,11 +11,17 @@ from typing import Any, Optional
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from vau.config import conf_dir, save_config, to_yaml
+from vau.config import conf_dir, config_diff, save_config, saved_yaml, to_container
 from vau.families import get_family
-from vau.errors import ExistsError, RunDirError
+from vau.errors import ConfigError, ExistsError, RunDirError
 from vau.io import remove_stale_temps
-from vau.lit.checkpoint import check_resume_fits, export_weights_file, find_resume_checkpoint, load_weights
+from vau.lit.checkpoint import (
+    check_resume_fits,
+    export_weights_file,
+    find_resume_checkpoint,
+    finished_state,
+    load_weights,
+)
 from vau.lit.loggers import build_loggers, close_loggers
 from vau.lit.module import VauModule
 from vau.lit.preemption import requeue_slurm_job, stop_of
@@ -28,11 +34,47 @@ log = logging.getLogger(__name__)
 @rank_zero_only
 def _write_run_config(cfg: Any, run_dir: Path) -> None:
     path = run_dir / "config.yaml"
-    if path.is_file() and path.read_text() != to_yaml(cfg):
+    if path.is_file() and path.read_text() != saved_yaml(cfg):
         # Keep the config of earlier segments of this run (resumes with other overrides).
         n = len(list(run_dir.glob("config.prev-*.yaml")))
         path.rename(run_dir / f"config.prev-{n}.yaml")
     save_config(cfg, path)
+
+
+#: Keys a resumed run cannot change: the checkpoint's model, optimizer state or data stream
+#: would be silently reinterpreted (tensor shapes are checked separately, by check_resume_fits).
+FIXED_ON_RESUME = ("model.family", "model.trainable", "data.pipeline", "optim.kind")
+#: Keys that differ between a run's config.yaml and its resume without meaning a change.
+_NOT_COMPARED = ("run.dir", "resume")
+
+
+def _resume_diff(cfg: Any, run_dir: Path) -> None:
+    """Prints how ``cfg`` differs from the run's config.yaml; refuses keys in FIXED_ON_RESUME.
+
+    Raises:
+        ConfigError: one line naming the fixed keys that differ (nothing written yet).
+    """
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return
+    diff = [d for d in config_diff(yaml.safe_load(path.read_text()) or {}, to_container(cfg))
+            if d[0] not in _NOT_COMPARED]
+    fixed = [f"{k}: {a!r} -> {b!r}" for k, a, b in diff if k.startswith(FIXED_ON_RESUME)]
+    if fixed:
+        raise ConfigError(f"resume: {'; '.join(fixed)} differ from {path}; a resumed run keeps them "
+                          "(start a new run with another run.name, init_from=<this run>/export to reuse its weights)")
+    if diff and rank_zero_only.rank == 0:
+        log.warning("vau: resuming with %d key(s) changed from %s:\n%s", len(diff), path,
+                    "\n".join(f"  {k}: {a!r} -> {b!r}" for k, a, b in diff))
+
+
+def _finished(cfg: Any, state: dict) -> bool:
+    """The finished run ``state`` already reached the end ``cfg`` asks for."""
+    if cfg.trainer.max_steps is not None and cfg.trainer.max_steps > 0:
+        return state["global_step"] >= cfg.trainer.max_steps
+    return cfg.trainer.max_epochs is not None and state["epoch"] >= cfg.trainer.max_epochs
 
 
 def train(cfg: Any, conf_root: Optional[Path] = None, callbacks: tuple = ()) -> Path:
@@ -68,6 +110,14 @@ def _train(cfg: Any, conf_root: Optional[Path], callbacks: tuple) -> Path:
             f"run.dir={run_dir} already holds checkpoints: pass resume=auto to continue it, "
             "or choose another run.name / run.dir"
         )
+    if ckpt_path is not None:
+        _resume_diff(cfg, run_dir)
+        done = finished_state(run_dir)
+        if done is not None and _finished(cfg, done):
+            rank_zero_info(f"vau: {run_dir} finished at step {done['global_step']} (its export/ is written); "
+                           "nothing to train: raise trainer.max_steps (or max_epochs) to train on, or set another "
+                           "run.name for a new run")
+            return run_dir
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
 
     # Everything that can be refused is checked before the run dir is touched.
@@ -81,6 +131,8 @@ def _train(cfg: Any, conf_root: Optional[Path], callbacks: tuple) -> Path:
         check_resume_fits(module, ckpt_path)
     _prepare_run_dir(run_dir)
     _write_run_config(cfg, run_dir)
+    if ckpt_path is not None:
+        _retire_export(run_dir)
 
     if ckpt_path is not None:
         rank_zero_info(f"vau: resuming from {ckpt_path}")
@@ -103,6 +155,18 @@ def _train(cfg: Any, conf_root: Optional[Path], callbacks: tuple) -> Path:
         log.warning("vau: %s received after the last step: the run is finished (export written)",
                     signal.Signals(STOP.received).name)
     return run_dir
+
+
+@rank_zero_only
+def _retire_export(run_dir: Path) -> None:
+    """Moves the export of an earlier finish aside (``export.step-<N>``) when training goes on:
+    until this run reaches its new end, nothing may take it for finished."""
+    state = finished_state(run_dir)
+    if state is not None:
+        target = run_dir / f"export.step-{state['global_step']:06d}"
+        if not target.exists():
+            (run_dir / "export").rename(target)
+            log.info("vau: training on past step %d; its export moved to %s", state["global_step"], target)
 
 
 def _prepare_run_dir(run_dir: Path) -> None:

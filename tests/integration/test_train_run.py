@@ -33,7 +33,7 @@ def test_run_dir_layout(tiny_run):
     assert ckpts == ["last.ckpt", "step=000006.ckpt", "step=000007.ckpt"], ckpts
     assert not [p for p in (tiny_run / "checkpoints").iterdir() if p.name.startswith(".")]
     export = tiny_run / "export"
-    assert {p.name for p in export.iterdir()} == {"model.safetensors", "config.yaml", "hf"}
+    assert {p.name for p in export.iterdir()} == {"model.safetensors", "config.yaml", "state.json", "hf"}
     # a fully trained LM is also a plain HF folder, loadable as a later run's model.llm.pretrained
     from transformers import AutoModelForCausalLM
 

@@ -17,9 +17,13 @@ def run(args: argparse.Namespace) -> int:
     from vau.signals import STOP, RunStopped
 
     STOP.install()  # before the heavy imports: a signal during start-up is recorded, not fatal
-    from vau.config import compose
+    from vau.config import compose, conf_dir, list_experiments
+    from vau.errors import ConfigError
     from vau.train import train
 
+    if args.config is None and not any(o.startswith("experiment=") for o in args.overrides):
+        raise ConfigError("name what to train: experiment=NAME (one of: "
+                          f"{', '.join(list_experiments(conf_dir()))}) or --config runs/NAME/config.yaml")
     cfg = compose(args.overrides, config_file=args.config)
     try:
         run_dir = train(cfg)

@@ -163,8 +163,13 @@ def _renamed(node: Any, source: str, renamed: dict[str, str]) -> Any:
     return node
 
 
-def _merged(schema_obj: Any, sources: Sequence[tuple[str, Any]]) -> DictConfig:
-    """``schema_obj`` (a dataclass) with ``sources`` merged on in order, interpolations resolved."""
+def _merged(schema_obj: Any, sources: Sequence[tuple[str, Any]], keep: Sequence[str] = ()) -> DictConfig:
+    """``schema_obj`` (a dataclass) with ``sources`` merged on in order, interpolations resolved.
+
+    Keys in ``keep`` stay interpolations as written (still resolved on access), so a saved
+    config keeps them: ``run.dir: ${oc.env:VAU_RUNS,runs}/${run.name}`` follows a new
+    ``run.name`` when the saved file is re-used (:func:`save_config`).
+    """
     schema = OmegaConf.structured(schema_obj)
     OmegaConf.set_struct(schema, True)
     _open_dict_fields(schema)
@@ -172,11 +177,21 @@ def _merged(schema_obj: Any, sources: Sequence[tuple[str, Any]]) -> DictConfig:
     cfg = schema
     for source, node in sources:
         cfg = _merge(cfg, _renamed(node, source, renamed), source, schema)
+    raw = {}
+    for key in keep:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent)._get_node(leaf)
+        if node._is_interpolation():
+            raw[key] = node._value()
     try:
         OmegaConf.resolve(cfg)
+        for key in raw:
+            OmegaConf.select(cfg, key)  # resolvable (raises here, not at first use)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", "?")
         raise ConfigError(f"config error: cannot resolve {key}: {str(e).splitlines()[0]}") from None
+    for key, value in raw.items():
+        OmegaConf.update(cfg, key, value, merge=False)
     return cfg
 
 
@@ -228,6 +243,9 @@ def compose(
         path = Path(config_file)
         if not path.is_file():
             raise ConfigError(f"--config {path}: no such file")
+        if cli_experiment:
+            raise ConfigError(f"--config {path} and experiment={cli_experiment}: give one of them (--config is "
+                              "a complete saved config; key=value overrides go on top of either)")
         sources.append((str(path), _read_yaml(path)))
         root = None
         if cli_picks:
@@ -263,7 +281,7 @@ def compose(
     _, family, pipeline = _family_of([s for _, s in sources] + [cli_node])
     pipeline = family.pipeline_name(pipeline)
     schema_cls = family.config_class(pipeline)
-    cfg = _merged(schema_cls(), [*sources, (_COMMAND_LINE, cli_node)])
+    cfg = _merged(schema_cls(), [*sources, (_COMMAND_LINE, cli_node)], keep=("run.dir",))
     cfg.data.pipeline = pipeline  # the saved config names the pipeline it ran
     schema_cls.check(cfg)
     return _frozen(cfg)
@@ -279,9 +297,37 @@ def to_container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def saved_yaml(cfg: DictConfig) -> str:
+    """A run's ``config.yaml`` text: resolved, but ``run.dir`` as written when it was an
+    interpolation (so ``--config FILE run.name=X`` goes to X's directory)."""
+    return OmegaConf.to_yaml(cfg, resolve=False)
+
+
 def save_config(cfg: DictConfig, path: str | os.PathLike) -> Path:
-    """Writes the resolved config atomically (temp file in the same folder, then rename)."""
-    return atomic_write_text(path, to_yaml(cfg))
+    """Writes :func:`saved_yaml` atomically (temp file in the same folder, then rename)."""
+    return atomic_write_text(path, saved_yaml(cfg))
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+        return out
+    return {prefix.rstrip("."): node}
+
+
+def config_diff(a: Any, b: Any) -> list[tuple[str, Any, Any]]:
+    """``(key, value in a, value in b)`` of every leaf that differs, sorted by key.
+
+    ``a``/``b``: configs or plain dicts; a key missing on one side shows ``<unset>``.
+    """
+    a = to_container(a) if isinstance(a, DictConfig) else a
+    b = to_container(b) if isinstance(b, DictConfig) else b
+    fa, fb = _flat(a or {}), _flat(b or {})
+    unset = "<unset>"
+    return [(k, fa.get(k, unset), fb.get(k, unset)) for k in sorted(set(fa) | set(fb))
+            if fa.get(k, unset) != fb.get(k, unset)]
 
 
 def _tool_sources(path: Path, folder: Path, seen: tuple[Path, ...] = ()) -> list[tuple[str, dict]]:

@@ -227,8 +227,12 @@ def check_resume_fits(module: torch.nn.Module, ckpt_path: str | Path) -> None:
                           "restore the model settings of the run's config.yaml or choose another run.dir")
 
 
+#: File of an export naming where training ended (``{"global_step", "epoch"}``).
+EXPORT_STATE = "state.json"
+
+
 def write_export(target: str | Path, tensors: dict[str, torch.Tensor], config_yaml: str,
-                 extra: Optional[Callable[[Path], None]] = None) -> Path:
+                 extra: Optional[Callable[[Path], None]] = None, state: Optional[dict] = None) -> Path:
     """Writes an export folder atomically: ``model.safetensors``, ``config.yaml`` (+ extras).
 
     Args:
@@ -236,14 +240,29 @@ def write_export(target: str | Path, tensors: dict[str, torch.Tensor], config_ya
         tensors: Trainable weights by parameter name.
         config_yaml: The resolved run config.
         extra: Writes more files into the folder (e.g. a PEFT adapter, tokenizer).
+        state: Where training ended (``state.json``: global_step, epoch), when it was a fit.
     """
+    import json
 
     with atomic_dir(target) as tmp:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, tmp / "model.safetensors")
         (tmp / "config.yaml").write_text(config_yaml)
+        if state is not None:
+            (tmp / EXPORT_STATE).write_text(json.dumps(state) + "\n")
         if extra is not None:
             extra(tmp)
     return Path(target)
+
+
+def finished_state(run_dir: str | Path) -> Optional[dict]:
+    """``{"global_step", "epoch"}`` of the run's export when training reached its end, else None."""
+    import json
+
+    path = Path(run_dir) / "export" / EXPORT_STATE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def export_weights_file(source: str | Path) -> Path:

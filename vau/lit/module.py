@@ -116,6 +116,7 @@ class VauModule(L.LightningModule):
         with gathered([p for _, p in named]):
             tensors = {n: p.detach().clone().cpu() for n, p in named} if is_zero else {}
             if is_zero:
-                return write_export(target, tensors, to_yaml(self.cfg),
+                state = {"global_step": trainer.global_step, "epoch": trainer.current_epoch} if trainer else None
+                return write_export(target, tensors, to_yaml(self.cfg), state=state,
                                     extra=lambda folder: self.task.export_extra(self.model, folder))
         return None
