@@ -38,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vau` console script; returns the exit code."""
+    from vau import console
     from vau.errors import VauError, user_os_error
     from vau.signals import RunStopped
 
+    console.setup()
     parser = build_parser()
     # argparse binds a positional list before an interleaved option (`show --config F k=v`
     # would reject `k=v`), so leftovers that are key=value overrides are appended here.

@@ -134,11 +134,13 @@ def _train(cfg: Any, conf_root: Optional[Path], callbacks: tuple) -> Path:
     if ckpt_path is not None:
         _retire_export(run_dir)
 
-    if ckpt_path is not None:
-        rank_zero_info(f"vau: resuming from {ckpt_path}")
-    elif cfg.init_from:
+    if cfg.init_from:
+        # Also on resume: a lean checkpoint has no frozen tensors, and those the previous stage
+        # trained (now frozen) come from its export; the checkpoint then restores the rest.
         loaded = load_weights(module.model, cfg.init_from)
         rank_zero_info(f"vau: initialised {len(loaded)} tensors from {cfg.init_from}")
+    if ckpt_path is not None:
+        rank_zero_info(f"vau: resuming from {ckpt_path}")
 
     loggers = build_loggers(cfg, run_dir)
     trainer = build_trainer(cfg, run_dir, conf_root or conf_dir(), loggers, callbacks)

@@ -31,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
     run_dir = None
     for name in STAGES:
         print(f"== vau train experiment={name}", flush=True)
-        run_dir = train(compose([f"experiment={name}", f"data.root={data}", *args.overrides]))
+        # A progress line every 50 steps (not every logged step): the demo's log stays readable.
+        run_dir = train(compose([f"experiment={name}", f"data.root={data}", "trainer.progress_every_n_steps=50",
+                                 *args.overrides]))
     print(f"\n== answers of {run_dir} on held-out synthetic videos")
     for r in answers_for_shards(run_dir, str(synth.shard_dir / "videos-val-*.tar"), limit=args.samples):
         print(f"\n[{r['key']}] Q: {r['question'].replace(chr(10), ' ')}\n  truth:  {r['truth']}\n  model:  {r['answer']}")

@@ -16,13 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     from vau.config import compose_tool_args
     from vau.eval.infer import run_infer
     from vau.families import infer_schema
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = compose_tool_args(infer_schema, "infer", args.config, args.overrides)
     predictions = run_infer(cfg)
     if predictions is not None:  # rank 0 only under DDP

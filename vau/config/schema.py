@@ -140,7 +140,9 @@ class TrainerConfig:
     ddp_backend: Optional[str] = None
     """Process-group backend; null = gloo on CPU, nccl on GPU."""
     progress_bar: str = "auto"
-    """auto (rich on a TTY, none otherwise), rich, tqdm or none."""
+    """auto (rich on a terminal, plain lines otherwise), rich, tqdm, lines (a log line per N steps) or none."""
+    progress_every_n_steps: Optional[int] = None
+    """Steps between the plain progress lines (progress_bar=lines); null = log_every_n_steps."""
     throughput_window: int = 10
     """Batches averaged for samples/s and tokens/s."""
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
@@ -156,9 +158,15 @@ class CheckpointConfig:
     keep: int = 3
     """Number of newest step checkpoints kept (last.ckpt is kept in addition)."""
     save_last: bool = True
-    """Also keep checkpoints/last.ckpt."""
+    """Also keep checkpoints/last.ckpt: a link to the newest step checkpoint (not a second copy)."""
+    frozen: bool = False
+    """Also store frozen parameters in full-state checkpoints (false: left out, rebuilt from the model's sources)."""
     export: bool = True
     """Write <run.dir>/export/ (trainable weights + config) when training ends."""
+    monitor: Optional[str] = None
+    """Validation metric whose best value keeps <run.dir>/best/ (an export), e.g. val/loss; null = none."""
+    mode: str = "min"
+    """min or max: which way ``monitor`` improves."""
 
 
 WANDB_MODES = ("offline", "online", "disabled")

@@ -17,6 +17,7 @@ from lightning.fabric.utilities.throughput import Throughput
 from vau.lit.preemption import stop_of
 
 log = logging.getLogger("vau.data")
+progress_log = logging.getLogger("vau.progress")
 
 
 class StepSeeder(L.Callback):
@@ -85,6 +86,49 @@ class ExportOnEnd(L.Callback):
             pl_module.export(self.target, trainer)
 
 
+class ExportBest(L.Callback):
+    """Keeps ``<run.dir>/best/`` (an export) of the step with the best ``monitor`` so far.
+
+    Checked after every validation; its ``state.json`` also holds the metric and value, from
+    which a resumed run takes the best so far. Under ZeRO-3 all ranks take part in the export.
+    """
+
+    def __init__(self, target: str | Path, monitor: str, mode: str) -> None:
+        from vau.errors import ConfigError
+
+        if mode not in ("min", "max"):
+            raise ConfigError(f"ckpt.mode={mode!r}: expected min or max")
+        self.target, self.monitor, self.mode = Path(target), monitor, mode
+        self.best: float | None = None
+        self._warned = False
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        import json
+
+        try:
+            state = json.loads((self.target / "state.json").read_text())
+        except (OSError, ValueError):
+            return
+        if state.get("monitor") == self.monitor:
+            self.best = float(state["value"])
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            if not self._warned and trainer.is_global_zero:
+                log.warning("ckpt.monitor=%s: not logged at validation (logged: %s); no best/ export kept",
+                            self.monitor, ", ".join(sorted(trainer.callback_metrics)) or "nothing")
+            self._warned = True
+            return
+        value = float(value)
+        better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        if better:
+            self.best = value
+            pl_module.export(self.target, trainer, extra_state={"monitor": self.monitor, "value": value})
+
+
 class BadSampleLogger(L.Callback):
     """Logs how many bad samples the shard stream skipped (``data/bad_samples``).
 
@@ -116,3 +160,44 @@ class BadSampleLogger(L.Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_end(trainer, pl_module, False)
+
+
+class ProgressLines(L.Callback):
+    """A plain progress line on global rank 0 every ``every`` optimizer steps (logs without a terminal).
+
+    ``vau: step 40/1000 (4%) | loss 2.3130 | lr 1.00e-04 | 12.3 samples/s | ETA 0:12:30``; the
+    ETA is the remaining steps at this segment's mean step time (a resumed run starts afresh).
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = max(1, int(every))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._t0, self._step0, self._last = time.perf_counter(), trainer.global_step, trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+        step = trainer.global_step
+        if step == self._last or not trainer.is_global_zero:
+            return
+        self._last = step
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else trainer.estimated_stepping_batches
+        finite = total not in (None, float("inf")) and total > 0
+        if step % self.every and not (finite and step >= total):
+            return
+        progress_log.info("vau: %s", " | ".join(self.fields(trainer, step, total if finite else None)))
+
+    def fields(self, trainer: L.Trainer, step: int, total: int | None) -> list[str]:
+        """The parts of one line: step, loss, lr, samples/s, ETA (those known)."""
+        out = [f"step {step}/{int(total)} ({100 * step / total:.0f}%)" if total else f"step {step}"]
+        metrics = trainer.callback_metrics
+        if "train/loss" in metrics:
+            out.append(f"loss {float(metrics['train/loss']):.4f}")
+        if trainer.optimizers:
+            out.append(f"lr {trainer.optimizers[0].param_groups[0]['lr']:.2e}")
+        if "train/samples_per_sec" in metrics:
+            out.append(f"{float(metrics['train/samples_per_sec']):.1f} samples/s")
+        done = step - self._step0
+        if total and done > 0:
+            left = (time.perf_counter() - self._t0) / done * max(0, total - step)
+            out.append(f"ETA {int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}")
+        return out

@@ -66,7 +66,7 @@ class VauCheckpoint(ModelCheckpoint):
             monitor="step",
             mode="max",
             save_top_k=keep,
-            save_last=save_last,
+            save_last="link" if save_last else False,  # a relative symlink to the newest step file
             every_n_train_steps=every_n_steps,
             enable_version_counter=False,
         )
@@ -214,11 +214,14 @@ def check_resume_fits(module: torch.nn.Module, ckpt_path: str | Path) -> None:
         return  # DeepSpeed: the engine checks its own partitions when it loads them
     state = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("state_dict", {})
     own = module.state_dict()
+    # Frozen parameters are left out of lean checkpoints (ckpt.frozen=false): the model rebuilds them.
+    frozen = set(getattr(module, "frozen_keys", lambda: [])())
+    own_saved = {k: v for k, v in own.items() if k not in frozen}
     problems = []
     shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
               if k in own and tuple(v.shape) != tuple(own[k].shape)]
     for what, keys in (("shape mismatch", shapes), ("unexpected", sorted(set(state) - set(own))),
-                       ("missing", sorted(set(own) - set(state)))):
+                       ("missing", sorted(set(own_saved) - set(state)))):
         if keys:
             more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
             problems.append(f"{len(keys)} {what}: {', '.join(keys[:3])}{more}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.wandb import _add_prefix
 from lightning.pytorch.utilities import rank_zero_only
 
 from vau.config import to_container
 from vau.io import atomic_path, atomic_write_text
+from vau.lit.wandb_files import last_logged_step
 
 
 class _ResumableWriter(ExperimentWriter):
@@ -112,11 +115,71 @@ class RunCSVLogger(CSVLogger):
         return self._experiment
 
 
+#: wandb's own older spellings of its modes in $WANDB_MODE.
+_WANDB_ENV_MODES = {"dryrun": "offline", "run": "online"}
+
+
 def wandb_mode(cfg: Any) -> str:
-    """offline unless the config or $WANDB_MODE says otherwise."""
+    """An explicit $WANDB_MODE (the site's or the job's), else the config's mode, else offline.
+
+    The environment wins so that an air-gapped compute node (``WANDB_MODE=offline`` in the
+    site file) never tries to reach a server whatever the experiment says.
+    """
     from vau.config.schema import wandb_mode_of
 
-    return wandb_mode_of(cfg.logger.wandb.mode or os.environ.get("WANDB_MODE") or "offline", "logger.wandb.mode")
+    env = os.environ.get("WANDB_MODE", "").strip()
+    if env:
+        return wandb_mode_of(_WANDB_ENV_MODES.get(env, env), "$WANDB_MODE")
+    return wandb_mode_of(cfg.logger.wandb.mode or "offline", "logger.wandb.mode")
+
+
+def check_wandb_login(mode: str) -> None:
+    """Online logging needs an API key: ``$WANDB_API_KEY`` or the ``~/.netrc`` entry `wandb login` writes.
+
+    Raises:
+        ConfigError: one line saying how to log in or go offline.
+    """
+    import netrc
+    from urllib.parse import urlparse
+
+    from vau.errors import ConfigError
+
+    if mode != "online" or os.environ.get("WANDB_API_KEY"):
+        return
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        found = netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        found = False
+    if not found:
+        raise ConfigError(f"logger.wandb.mode=online: no wandb API key for {host} (set WANDB_API_KEY or run "
+                          "`wandb login`), or log offline with logger=offline / WANDB_MODE=offline and "
+                          "`wandb sync` later")
+
+
+class StepWandbLogger(WandbLogger):
+    """A WandbLogger whose wandb step (``_step``) is the trainer's global step.
+
+    Lightning's logs with wandb's own counter, which restarts in every offline segment of a
+    resumed run (segment 2's ``_step`` 0.. overwrites segment 1's on ``wandb sync``). With the
+    global step, the segments' steps follow on; rows at or below ``skip_through`` (what an
+    earlier segment already logged, re-done after a resume from an older checkpoint) are
+    dropped, so no step is logged twice.
+    """
+
+    def __init__(self, *args: Any, skip_through: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wandb_init.pop("anonymous", None)  # wandb 0.31 warns that the setting does nothing
+        self.skip_through = -1 if skip_through is None else skip_through
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Any, step: int | None = None) -> None:
+        if step is None:
+            return super().log_metrics(metrics, step)
+        if step <= self.skip_through:
+            return None
+        metrics = _add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR)
+        self.experiment.log({**metrics, "trainer/global_step": step}, step=step)
 
 
 def wandb_run_id(run_dir: Path) -> str:
@@ -138,21 +201,27 @@ def build_loggers(cfg: Any, run_dir: Path) -> list:
     loggers: list = [RunCSVLogger(run_dir)]
     mode = wandb_mode(cfg)
     if mode != "disabled":
+        check_wandb_login(mode)
         w = cfg.logger.wandb
-        logger = WandbLogger(
+        run_id = wandb_run_id(run_dir)
+        logger = StepWandbLogger(
             name=w.name or cfg.run.name,
             project=w.project,
             entity=w.entity,
             group=w.group,
             tags=list(w.tags),
             save_dir=str(run_dir),
-            id=wandb_run_id(run_dir),
+            id=run_id,
             resume="allow",
-            offline=mode == "offline",
-            mode=mode,
+            mode=mode,  # passed to wandb.init; Lightning's offline=True would set $WANDB_MODE for the process
+            skip_through=last_logged_step(run_dir / "wandb", run_id) if mode == "offline" else None,
         )
         logger.log_hyperparams(to_container(cfg))
         loggers.append(logger)
+        if rank_zero_only.rank == 0:
+            where = (f"offline in {run_dir / 'wandb'} (upload: wandb sync --id {run_id} -p {w.project} "
+                     f"{run_dir / 'wandb'}/offline-run-*)" if mode == "offline" else f"online, project {w.project}")
+            logging.getLogger("vau.train").info("vau: wandb run %s %s", run_id, where)
     return loggers
 
 

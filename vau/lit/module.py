@@ -48,6 +48,8 @@ class VauModule(L.LightningModule):
         # ModuleDicts, so the metrics follow the module's device and are not in checkpoints' weights.
         self.val_metrics = nn.ModuleDict(self.task.metrics())
         self.test_metrics = nn.ModuleDict(self.task.metrics())
+        # Lean checkpoints hold no frozen parameters; check_resume_fits has already checked the rest.
+        self.strict_loading = bool(cfg.ckpt.frozen)
 
     # -- steps --------------------------------------------------------------------------
     def _losses(self, batch: Any) -> dict[str, torch.Tensor]:
@@ -99,14 +101,23 @@ class VauModule(L.LightningModule):
         return int(self.task.num_tokens(batch))
 
     # -- checkpoints and exports --------------------------------------------------------
+    def frozen_keys(self) -> list[str]:
+        """State-dict keys of the frozen parameters (what a lean checkpoint leaves out)."""
+        return [f"model.{n}" for n, p in self.model.named_parameters() if not p.requires_grad]
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["vau_config"] = to_container(self.cfg)
+        if not self.cfg.ckpt.frozen and "state_dict" in checkpoint:
+            # A 7B frozen LLM per save is most of the file; the model rebuilds it at resume
+            # (pretrained weights, seeded init, init_from), so only what trains is stored.
+            for key in self.frozen_keys():
+                checkpoint["state_dict"].pop(key, None)
 
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """(name, parameter) of every trainable parameter of ``self.model``."""
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
 
-    def export(self, target: str | Path, trainer: L.Trainer | None = None) -> Path | None:
+    def export(self, target: str | Path, trainer: L.Trainer | None = None, extra_state: dict | None = None) -> Path | None:
         """Writes trainable weights + resolved config (+ the task's export extras) to ``target``.
 
         Collective under ZeRO-3 (all ranks must call); only global rank 0 writes.
@@ -116,7 +127,8 @@ class VauModule(L.LightningModule):
         with gathered([p for _, p in named]):
             tensors = {n: p.detach().clone().cpu() for n, p in named} if is_zero else {}
             if is_zero:
-                state = {"global_step": trainer.global_step, "epoch": trainer.current_epoch} if trainer else None
+                state = ({"global_step": trainer.global_step, "epoch": trainer.current_epoch, **(extra_state or {})}
+                         if trainer else None)
                 return write_export(target, tensors, to_yaml(self.cfg), state=state,
                                     extra=lambda folder: self.task.export_extra(self.model, folder))
         return None

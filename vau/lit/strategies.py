@@ -58,10 +58,11 @@ def _deepspeed(cfg: Any, conf_root: Path):
     if on_cpu(cfg.trainer):
         # DeepSpeed picks its accelerator at import time.
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-        return CPUDeepSpeedStrategy(config=ds, process_group_backend="gloo")
+        return CPUDeepSpeedStrategy(config=ds, process_group_backend="gloo",
+                                    exclude_frozen_parameters=not cfg.ckpt.frozen)
     from lightning.pytorch.strategies import DeepSpeedStrategy
 
-    return DeepSpeedStrategy(config=ds)
+    return DeepSpeedStrategy(config=ds, exclude_frozen_parameters=not cfg.ckpt.frozen)
 
 
 def _cpu_deepspeed_class():

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar, TQ
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
-from vau.lit.callbacks import BadSampleLogger, ExportOnEnd, StepSeeder, ThroughputLogger
+from vau.lit.callbacks import BadSampleLogger, ExportBest, ExportOnEnd, ProgressLines, StepSeeder, ThroughputLogger
 from vau.lit.preemption import PreemptionHandler
 from vau.lit.checkpoint import AtomicCheckpointIO, VauCheckpoint
 from vau.lit.strategies import build_strategy
@@ -19,16 +19,28 @@ from vau.errors import ConfigError
 from vau.progress import interactive
 
 
-def _progress_bar(kind: str):
+class _RichBar(RichProgressBar):
+    """Lightning's rich bar without "Epoch 8/-2" when the run is bounded by steps (max_epochs=-1)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        max_epochs = self.trainer.max_epochs
+        text = f"Epoch {current_epoch}" + (f"/{max_epochs - 1}" if max_epochs is not None and max_epochs > 0 else "")
+        return f"{text:{len(self.validation_description)}}" if len(self.validation_description) > len(text) else text
+
+
+def _progress_bar(kind: str, every: int):
+    """``(progress bar callback or None, extra callback or None)`` for ``trainer.progress_bar``."""
     if kind == "auto":
-        kind = "rich" if interactive() else "none"
+        kind = "rich" if interactive() else "lines"
     if kind == "rich":
-        return RichProgressBar()
+        return _RichBar(), None
     if kind == "tqdm":
-        return TQDMProgressBar()
+        return TQDMProgressBar(), None
+    if kind == "lines":
+        return None, ProgressLines(every)
     if kind == "none":
-        return None
-    raise ConfigError(f"trainer.progress_bar={kind!r}: expected auto, rich, tqdm or none")
+        return None, None
+    raise ConfigError(f"trainer.progress_bar={kind!r}: expected auto, rich, tqdm, lines or none")
 
 
 def _val_interval(v: float | None) -> float | int | None:
@@ -65,9 +77,10 @@ def build_trainer(cfg: Any, run_dir: Path, conf_root: Path, loggers: Sequence, c
     ]
     if c.export:
         cbs.append(ExportOnEnd(run_dir / "export"))
-    bar = _progress_bar(t.progress_bar)
-    if bar is not None:
-        cbs.append(bar)
+    if c.monitor:
+        cbs.append(ExportBest(run_dir / "best", c.monitor, c.mode))
+    bar, lines = _progress_bar(t.progress_bar, t.progress_every_n_steps or t.log_every_n_steps)
+    cbs.extend(c for c in (bar, lines) if c is not None)
     cbs.extend(callbacks)
     # DeepSpeed writes its own checkpoint folders; resume=auto only takes complete ones.
     plugins: list = [] if isinstance(strategy, DeepSpeedStrategy) else [AtomicCheckpointIO()]

@@ -267,6 +267,7 @@ def generate(
     for name, count in (("videos", videos), ("images", images)):
         val = val_indices(count, val_fraction)
         entries: dict[str, list[dict]] = {split: [] for split in SPLITS}
+        log(f"vau synth: making {count} {name} in {summary.root / 'raw' / name}, then their shards")
         for i in track(range(count), count, f"making {name}", progress):
             split = "val" if i in val else "train"
             sample = MAKERS[name](seed, i, split=split)

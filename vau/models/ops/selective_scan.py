@@ -15,6 +15,7 @@ log-space cumulative scan is fast but loses float32 accuracy as L grows.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 
 import torch
@@ -37,15 +38,35 @@ are slower (benchmarks/README.md)."""
 
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
+log = logging.getLogger("vau.models")
+
+
+_IMPORT_ERRORS: dict[str, str] = {}
+"""Why a kernel package could not be imported (for the warning on a CUDA machine)."""
+
 
 @functools.cache
 def _mamba_scan_kernel() -> Callable | None:
     """mamba-ssm's fused ``selective_scan_fn``, or None when it cannot be imported (cached)."""
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except Exception:  # noqa: BLE001 - ImportError, or a broken build (no selective_scan_cuda, CUDA ABI)
+    except Exception as e:  # noqa: BLE001 - ImportError, or a broken build (no selective_scan_cuda, CUDA ABI)
+        _IMPORT_ERRORS["mamba_ssm"] = f"{type(e).__name__}: {e}"
         return None
     return selective_scan_fn
+
+
+@functools.cache
+def announce_backend(backend: str, cuda: bool) -> None:
+    """Logs once per process which scan runs; on CUDA without mamba_ssm, how to get the kernel."""
+    if backend == "mamba_ssm":
+        log.info("vau: selective scan: mamba_ssm CUDA kernel")
+    elif cuda:
+        log.warning("vau: selective scan: PyTorch fallback on CUDA (mamba_ssm not importable: %s); it is much "
+                    "slower: install the GPU extra, pip install -e '.[gpu]' (README, GPU extras)",
+                    _IMPORT_ERRORS.get("mamba_ssm", "a dtype the kernel does not take"))
+    else:
+        log.info("vau: selective scan: PyTorch (chunked; the mamba_ssm kernel runs on CUDA only)")
 
 
 @functools.cache
@@ -98,7 +119,9 @@ def selective_scan(
     Returns:
         ``[batch, dim, L]`` in the dtype of ``u``.
     """
-    if scan_backend(u) == "mamba_ssm":
+    backend = scan_backend(u)
+    announce_backend(backend, u.is_cuda)
+    if backend == "mamba_ssm":
         kernel = _mamba_scan_kernel()
         return kernel(u, delta, A, B, C, D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
