@@ -1,7 +1,8 @@
 #!/bin/bash
 # AnomShield stage 2 (long captions; vision + LLM frozen), DeepSpeed ZeRO-2, bf16.
 #   sbatch launch/stage2.sh                                    # conf/experiment/anomshield/stage2.yaml
-#   sbatch --nodes=2 launch/stage2.sh data.batch_size=2       # more nodes; vau overrides after the script
+#   sbatch --nodes=2 launch/stage2.sh optim.lr=1e-5            # more nodes; vau overrides after the script
+#   launch/submit.sh stage2                                  # with the site file's account/partition/GPUs/CPUs/time
 #   sbatch launch/stage2.sh experiment=tiny/anomshield_stage2 trainer=cpu
 # Training output goes to <run dir>/slurm-<job>.out; this file only logs the launch.
 #SBATCH --job-name=anomshield_stage2
@@ -16,5 +17,7 @@
 #SBATCH --open-mode=append
 #SBATCH --output=slurm-%x-%j.out
 
-. "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}/launch/common.sh"
+# This script's own path (sbatch runs a spooled copy; SLURM keeps the original as the job's Command).
+_self=$([ -n "${SLURM_JOB_ID:-}" ] && scontrol show job "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/^ *Command=\([^ ]*\).*/\1/p' | head -1)
+. "${VAU_REPO:-$(cd "$(dirname "${_self:-$0}")/.." && pwd)}/launch/common.sh"
 vau_launch anomshield/stage2 "$@"

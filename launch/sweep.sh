@@ -12,7 +12,9 @@
 #SBATCH --open-mode=append
 #SBATCH --output=slurm-%x-%A_%a.out
 
-. "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}/launch/common.sh"
+# This script's own path (sbatch runs a spooled copy; SLURM keeps the original as the job's Command).
+_self=$([ -n "${SLURM_JOB_ID:-}" ] && scontrol show job "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/^ *Command=\([^ ]*\).*/\1/p' | head -1)
+. "${VAU_REPO:-$(cd "$(dirname "${_self:-$0}")/.." && pwd)}/launch/common.sh"
 line=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$1")
 [ -n "$line" ] || { echo "vau: no member $SLURM_ARRAY_TASK_ID in $1" >&2; exit 2; }
 eval "set -- $line"   # the line is shell-quoted by vau sweep

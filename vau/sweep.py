@@ -87,9 +87,14 @@ def finished(cfg: Any) -> bool:
 
 
 def sbatch_command(spec: dict[str, Any], list_file: Path, indices: list[int]) -> list[str]:
-    """The job-array submission for the members at ``indices`` of ``list_file``."""
-    return ["sbatch", "--parsable", f"--array={','.join(map(str, indices))}", f"--job-name={spec['name']}",
-            *spec.get("sbatch", []), "launch/sweep.sh", str(list_file)]
+    """The job-array submission for the members at ``indices`` of ``list_file``: through
+    ``launch/submit.sh`` (the site file's account, partition, GPUs, ...; the sweep's ``sbatch:``
+    options win over them)."""
+    from vau.config import conf_dir
+
+    submit = conf_dir().parent / "launch" / "submit.sh"
+    return [str(submit), "sweep", "--parsable", f"--array={','.join(map(str, indices))}",
+            f"--job-name={spec['name']}", *spec.get("sbatch", []), str(list_file)]
 
 
 def write_member_list(path: Path, spec: dict[str, Any], ms: list[Member]) -> None:

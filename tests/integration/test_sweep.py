@@ -23,8 +23,9 @@ def test_members_names_and_array_command(tmp_path):
                                     "abl-optim.kind-sgd"]
     assert ms[0].overrides[:3] == ["trainer.max_steps=3", "optim.lr=0.1", "model.llm.hidden_size=32"]
     assert "logger.wandb.group=abl" in ms[0].overrides and "resume=auto" in ms[0].overrides
-    assert sbatch_command(spec, tmp_path / "m.txt", [0, 2])[:4] == ["sbatch", "--parsable", "--array=0,2",
-                                                                     "--job-name=abl"]
+    cmd = sbatch_command(spec, tmp_path / "m.txt", [0, 2])
+    assert cmd[0].endswith("launch/submit.sh") and cmd[1:5] == ["sweep", "--parsable", "--array=0,2", "--job-name=abl"]
+    assert cmd[-1] == str(tmp_path / "m.txt")
     f.write_text("name: abl\nexperiment: tiny/lm\ngridd: {}\n")
     with pytest.raises(ValueError, match="gridd"):
         load_sweep(f)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -22,9 +24,9 @@ def _env(tmp_path: Path) -> dict:
     return env
 
 
-def _sbatch(tmp_path: Path, *args: str, wait: bool = True) -> str:
+def _sbatch(tmp_path: Path, *args: str, wait: bool = True, script: str = "stage3.sh") -> str:
     cmd = ["sbatch", "--parsable", *(["--wait"] if wait else []), *SBATCH_CPU,
-           f"--output={tmp_path}/sbatch-%j.out", str(REPO / "launch" / "stage3.sh"), *args]
+           f"--output={tmp_path}/sbatch-%j.out", str(REPO / "launch" / script), *args]
     proc = subprocess.run(cmd, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     return proc.stdout.strip().split(";")[0]
@@ -39,8 +41,43 @@ def test_sbatch_stage3_tiny_completes_with_checkpoint_and_export(vau_cli, tmp_pa
     assert (run / "export" / "model.safetensors").is_file() and (run / "export" / "adapter").is_dir()
     assert list(run.glob("wandb/offline-run-*"))
     (log,) = list(run.glob("slurm-*.out"))
-    assert "run dir:" in log.read_text()
+    assert "0: run dir:" in log.read_text()  # srun --label: each line names its rank
     assert sorted(read_losses(run / "metrics.csv")) == [0, 1, 2, 3]
+
+    # The same export through launch/infer.sh and launch/eval.sh.
+    data, out = tmp_path / "data" / "synth" / "shards", tmp_path / "answers"
+    _sbatch(tmp_path, "infer=tiny", f"model={run}", f"shards={data / 'videos-val-*.tar'}", f"out={out}",
+            "questions_from=conversations", "num_workers=0", "progress=false", script="infer.sh")
+    answers = (out / "predictions.jsonl").read_text().splitlines()
+    assert answers and json.loads((out / "infer.json").read_text())["family"] == "anomshield"
+    _sbatch(tmp_path, f"predictions=[{out}]", f"out={tmp_path / 'eval'}", "anomeval.enabled=false",
+            "wandb=disabled", "progress=false", script="eval.sh")
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert sum(t["n"] for t in results["models"]["answers"]["tasks"].values()) > 0
+
+
+def test_submit_uses_the_site_file_from_any_directory(vau_cli, tmp_path):
+    site = tmp_path / "site.sh"
+    site.write_text("VAU_PARTITION=debug\nVAU_ACCOUNT=vau_test\nVAU_TIME=0:20:00\nVAU_GPUS_PER_NODE=0\n"
+                    "VAU_CPUS_PER_TASK=2\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**_env(tmp_path), "VAU_SITE_FILE": str(site), "VAU_RUNS": "runs"}  # runs/ relative to the submit dir
+    proc = subprocess.run([str(REPO / "launch" / "submit.sh"), "stage3", "--parsable", "--wait",
+                           f"--output={tmp_path}/sbatch-%j.out", "experiment=tiny/lm", "trainer=cpu",
+                           "trainer.max_steps=30", "trainer.log_every_n_steps=10", "logger.wandb.mode=disabled"],
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    job = proc.stdout.strip().split(";")[0]
+    info = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+    for field in ("Partition=debug", "Account=vau_test", "TimeLimit=00:20:00", "NumTasks=1"):
+        assert field in info, (field, info)
+    assert re.search(r"CPUs/Task=2\b", info), info
+    run = elsewhere / "runs" / "tiny_lm"
+    log = next(run.glob("slurm-*.out")).read_text()
+    # A plain progress line every 10 steps (no terminal under sbatch), labelled with the rank.
+    assert re.findall(r"^0: vau: step (\d+)/30", log, re.M) == ["10", "20", "30"], log[-3000:]
+    assert sorted(read_losses(run / "metrics.csv")) == [9, 19, 29]  # metrics every log_every_n_steps too
 
 
 def _state(job: str) -> str:

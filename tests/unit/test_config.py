@@ -505,3 +505,17 @@ def test_registry_choices_are_spelled_kind_and_old_keys_still_load(tmp_path, cap
     assert infer.trainer.devices == 2 and infer.hard_prompt.judge.kind == "http"
     evalc = compose_tool(AnomShieldEvalConfig, "eval", "ecva", ["out=o", "anomeval.judge.backend=http"])
     assert evalc.anomeval.judge.kind == "http"
+
+
+def test_global_batch_sets_the_accumulation_for_the_allocation():
+    from vau.lit.trainer import accumulation
+
+    def acc(*overrides):
+        return accumulation(compose(["experiment=anomshield/stage1", *overrides]))
+
+    assert acc("trainer.devices=8") == 1  # ECVA's 32 = 4 x 8 GPUs
+    assert acc("trainer.devices=4") == 2 and acc("trainer.devices=2", "trainer.num_nodes=2") == 2
+    assert acc("trainer.devices=[0,1]") == 4 and acc("trainer.devices=1", "data.batch_size=8") == 4
+    assert acc("trainer.global_batch_size=null", "trainer.accumulate_grad_batches=3") == 3
+    with pytest.raises(ConfigError, match=r"global_batch_size=32 is not a multiple of .* = 12"):
+        acc("trainer.devices=3")

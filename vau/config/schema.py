@@ -118,7 +118,9 @@ class TrainerConfig:
     precision: str = "32-true"
     """Lightning precision string: 32-true, bf16-mixed, bf16-true, 16-mixed."""
     accumulate_grad_batches: int = 1
-    """Micro-batches per optimizer step."""
+    """Micro-batches per optimizer step (set from global_batch_size when that is given)."""
+    global_batch_size: Optional[int] = None
+    """Samples per optimizer step over all devices; set: accumulation = it / (data.batch_size x devices x nodes), so fewer GPUs keep the batch."""
     gradient_clip_val: Optional[float] = None
     """Clip gradient norm to this value; null = no clipping."""
     max_steps: int = -1

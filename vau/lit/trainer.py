@@ -10,6 +10,7 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DeepSpeedStrategy
+from lightning.pytorch.utilities import rank_zero_info
 
 from vau.lit.callbacks import BadSampleLogger, ExportBest, ExportOnEnd, ProgressLines, StepSeeder, ThroughputLogger
 from vau.lit.preemption import PreemptionHandler
@@ -55,6 +56,42 @@ def _val_interval(v: float | None) -> float | int | None:
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
+def device_count(t: Any) -> int:
+    """Devices per node that ``trainer.devices`` means (``auto``: every GPU, or one CPU process)."""
+    devices = t.devices
+    if isinstance(devices, int):
+        return devices
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        return int(devices)
+    if isinstance(devices, str) and devices != "auto":
+        return len([d for d in devices.split(",") if d.strip()])
+    if devices != "auto":
+        return len(devices)  # a list of indices
+    import torch
+
+    return (torch.cuda.device_count() or 1) if t.accelerator in ("auto", "gpu", "cuda") else 1
+
+
+def accumulation(cfg: Any) -> int:
+    """``trainer.accumulate_grad_batches``, or what keeps ``trainer.global_batch_size`` on this allocation.
+
+    Raises:
+        ConfigError: The global batch is not a multiple of batch size x devices x nodes.
+    """
+    t = cfg.trainer
+    if t.global_batch_size is None:
+        return t.accumulate_grad_batches
+    per_step = cfg.data.batch_size * device_count(t) * t.num_nodes
+    if t.global_batch_size % per_step:
+        raise ConfigError(f"trainer.global_batch_size={t.global_batch_size} is not a multiple of data.batch_size "
+                          f"({cfg.data.batch_size}) x devices ({device_count(t)}) x nodes ({t.num_nodes}) = {per_step}; "
+                          "change data.batch_size or the allocation")
+    accumulate = t.global_batch_size // per_step
+    rank_zero_info(f"vau: global batch {t.global_batch_size} = {cfg.data.batch_size} per device x {device_count(t)} "
+                   f"device(s) x {t.num_nodes} node(s) x {accumulate} accumulation step(s)")
+    return accumulate
+
+
 def build_trainer(cfg: Any, run_dir: Path, conf_root: Path, loggers: Sequence, callbacks: Sequence = ()) -> L.Trainer:
     """Builds the Trainer: strategy, precision, loop limits, checkpoints, logging callbacks.
 
@@ -97,7 +134,7 @@ def build_trainer(cfg: Any, run_dir: Path, conf_root: Path, loggers: Sequence, c
         precision=t.precision,
         max_steps=t.max_steps,
         max_epochs=max_epochs,
-        accumulate_grad_batches=t.accumulate_grad_batches,
+        accumulate_grad_batches=accumulation(cfg),
         gradient_clip_val=t.gradient_clip_val,
         val_check_interval=_val_interval(t.val_check_interval),
         check_val_every_n_epoch=t.check_val_every_n_epoch,
