@@ -128,6 +128,8 @@ def wandb_mode(cfg: Any) -> str:
     from vau.config.schema import wandb_mode_of
 
     env = os.environ.get("WANDB_MODE", "").strip()
+    if not env:
+        os.environ.pop("WANDB_MODE", None)  # an empty WANDB_MODE= is unset to us; wandb itself would refuse it
     if env:
         return wandb_mode_of(_WANDB_ENV_MODES.get(env, env), "$WANDB_MODE")
     return wandb_mode_of(cfg.logger.wandb.mode or "offline", "logger.wandb.mode")
