@@ -113,7 +113,8 @@ def write_predictions(folder: Path, rows: list[dict], broken: bool = True) -> Pa
 def judge_answer(prompt: str) -> str:
     """A judge that answers every AnomEval prompt kind parseably and the same way each time.
 
-    Every item then scores s1 = 3/4 * 4/5, s2 = 1, s3 = 1 (never consistent): S = 0.84 (weights 0.4/0.4/0.2).
+    Every item then scores s1 = 100 * 3/4 * 4/5 = 60, s2 = 100, s3 = -0 (never consistent): S = 64 with
+    weights 0.4/0.4/0.2 (all in %).
     """
     if "Key Information Count" in prompt:
         return "Key Information Count: 4, Included Key Information Count: 3"

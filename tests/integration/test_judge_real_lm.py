@@ -70,11 +70,12 @@ def test_anomeval_with_a_real_local_judge(tmp_path):
     rows, summary = anomeval(ITEMS, judge, cfg, progress=False)
 
     # Per item: key_info, logic, questions, one answer per question parsed, consistency.
-    asked = sum(4 + len(r["questions"]) for r in rows)
+    asked = sum(4 + len(r["yes_no_questions"]) for r in rows)
     assert (judge.calls, judge.hits) == (asked, 0)
     assert [r["id"] for r in rows] == ["v1", "v2"]
     for row in rows:
-        assert all(row[k] is None or 0.0 <= row[k] <= 1.0 for k in ("s1", "s2", "s3", "S", "coverage")), row
+        assert all(row[k] is None or 0.0 <= row[k] <= 100.0 for k in ("s1", "s2")), row  # in %
+        assert row["s3"] is None or -100.0 <= row["s3"] <= 0.0 and row["coverage"] is None or 0 <= row["coverage"] <= 1
         assert row["logic"] is None or row["logic"] in range(6)
         parts = [row["s1"], row["s2"], row["s3"]]
         if None in parts:
@@ -83,7 +84,7 @@ def test_anomeval_with_a_real_local_judge(tmp_path):
             assert row["S"] == pytest.approx(cfg.w1 * parts[0] + cfg.w2 * parts[1] + cfg.w3 * parts[2])
         assert all(isinstance(text, str) for text in row["raw"].values())
         assert row["unparseable"] == [step for step, text in row["raw"].items() if _parse_fails(step, text)]
-        assert len(row["questions"]) <= 1 and len(row["answers"]) == len(row["questions"])
+        assert len(row["yes_no_questions"]) <= 1 and len(row["answers"]) == len(row["yes_no_questions"])
     assert summary["all"]["n"] == 2
     assert summary["all"]["unparseable"] == sum(bool(r["unparseable"]) for r in rows)
     assert summary["all"]["n_scored"] == sum(r["S"] is not None for r in rows)

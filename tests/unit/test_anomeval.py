@@ -26,6 +26,7 @@ from vau.metrics.anomeval import (
     NO_KEY_INFORMATION,
     PROMPT_FIELDS,
     AnomEvalItem,
+    aggregate,
     anomeval,
     parse_key_info,
     parse_logic_score,
@@ -89,12 +90,14 @@ def test_eqs_11_to_14_exact_arithmetic_on_one_item():
     cfg = _cfg(w1=0.5, w2=0.3, w3=0.2, questions=3)
     row = score_item(_item(key_sentences=["A man slips.", "He falls."]), judge, cfg)
     assert row["coverage"] == pytest.approx(3 / 4) and row["logic"] == 4
-    assert row["s1"] == pytest.approx(3 / 4 * 4 / 5) == pytest.approx(0.6)
-    assert row["questions"] == ["Does a man slip?", "Is there ice?", "Does he fall?"]
-    assert row["answers"] == [True, False, True]
-    assert row["s2"] == pytest.approx(2 / 3)
-    assert row["consistent"] is True and row["s3"] == 0.0  # same answer without the anomaly: hallucination
-    assert row["S"] == pytest.approx(0.5 * 0.6 + 0.3 * 2 / 3 + 0.2 * 0.0)
+    assert row["s1"] == pytest.approx(100 * 3 / 4 * 4 / 5) == pytest.approx(60)  # in %, as the paper reports
+    assert (row["key_total"], row["key_included"]) == (4, 3)
+    assert row["yes_no_questions"] == ["Does a man slip?", "Is there ice?", "Does he fall?"]
+    assert row["answers"] == [True, False, True] and (row["yes"], row["questions"]) == (2, 3)
+    assert row["s2"] == pytest.approx(100 * 2 / 3)
+    # Same answer without the anomaly: hallucination, G = 1, s3 = -G (Eq. 13).
+    assert row["consistent"] == 1 and row["s3"] == pytest.approx(-100)
+    assert row["S"] == pytest.approx(0.5 * 60 + 0.3 * 200 / 3 + 0.2 * -100)
     assert row["unparseable"] == [] and row["reasons"] == {}
     assert (row["id"], row["task"]) == ("v1", "description")
     assert judge.steps() == ["key_info", "logic", "questions", "answer", "answer", "answer", "consistency"]
@@ -123,16 +126,18 @@ def test_summary_means_per_task_and_all():
     rows, summary = anomeval(items, judge, cfg, progress=False)
     assert [r["id"] for r in rows] == ["a", "b", "c"]  # tasks outside cfg.tasks are left out
     s = {r["id"]: (r["s1"], r["s2"], r["s3"], r["S"]) for r in rows}
-    assert s["a"] == pytest.approx((0.6, 1.0, 1.0, 0.4 * 0.6 + 0.4 + 0.2))
-    assert s["b"] == pytest.approx((1.0, 1.0, 1.0, 1.0))  # M = 7 clipped to N = 5
-    assert s["c"] == pytest.approx((0.5 * 0.4, 0.0, 0.0, 0.4 * 0.2))
+    assert s["a"] == pytest.approx((60, 100, 0, 0.4 * 60 + 0.4 * 100))
+    assert s["b"] == pytest.approx((100, 100, 0, 80))  # M = 7 clipped to N = 5
+    assert s["c"] == pytest.approx((20, 0, -100, 0.4 * 20 - 0.2 * 100))
     assert list(summary) == ["description", "cause", "all"]
     d = summary["description"]
     assert (d["n"], d["n_scored"], d["unparseable"]) == (2, 2, 0)
-    assert d["s1"] == pytest.approx((0.6 + 0.2) / 2) and d["s3"] == pytest.approx(0.5)
-    assert d["S"] == pytest.approx((s["a"][3] + s["c"][3]) / 2)
+    assert (d["n_items"], d["n_s1"], d["n_s2"], d["n_s3"]) == (2, 2, 2, 2)
+    assert d["s1"] == pytest.approx((60 + 20) / 2) and d["s3"] == pytest.approx(-50)
+    assert d["s2"] == pytest.approx(100 * (3 + 0) / (3 + 3))  # pooled over items and questions (Eq. 12)
+    assert d["S"] == pytest.approx(0.4 * 40 + 0.4 * 50 + 0.2 * -50)
     assert summary["all"]["n"] == 3
-    assert summary["all"]["S"] == pytest.approx(sum(v[3] for v in s.values()) / 3)
+    assert summary["all"]["s1"] == pytest.approx((60 + 100 + 20) / 3)
 
 
 def test_w3_zero_skips_the_consistency_call():
@@ -141,7 +146,7 @@ def test_w3_zero_skips_the_consistency_call():
     row = score_item(_item(), judge, _cfg(w1=0.6, w2=0.4, w3=0.0, prompts=prompts))
     assert "consistency" not in judge.steps()
     assert row["s3"] is None and row["consistent"] is None and row["reasons"] == {"s3": "skipped"}
-    assert row["S"] == pytest.approx(0.6 * 0.6 + 0.4 * 2 / 3)
+    assert row["S"] == pytest.approx(0.6 * 60 + 0.4 * 200 / 3)
 
 
 def test_missing_answer_without_anomaly_leaves_s3_and_s_undefined():
@@ -149,7 +154,7 @@ def test_missing_answer_without_anomaly_leaves_s3_and_s_undefined():
     row = score_item(_item(prediction_without_anomaly=None), judge, _cfg())
     assert "consistency" not in judge.steps()
     assert row["s3"] is None and row["reasons"] == {"s3": "missing"} and row["S"] is None
-    assert row["s1"] == pytest.approx(0.6) and row["unparseable"] == []
+    assert row["s1"] == pytest.approx(60) and row["unparseable"] == []
 
 
 def test_empty_key_sentences_let_the_judge_extract_them():
@@ -165,16 +170,16 @@ def test_unparseable_answers_are_recorded_not_guessed():
     row = score_item(_item(), ScriptedJudge(bad), _cfg())
     assert row["unparseable"] == ["key_info", "logic", "answer_2", "consistency"]
     assert row["coverage"] is None and row["logic"] is None and row["s1"] is None
-    assert row["answers"] == [True, None, True] and row["s2"] is None
+    assert row["answers"] == [True, None, True] and row["s2"] is None and row["yes"] is None
     assert row["consistent"] is None and row["s3"] is None and row["S"] is None
     assert row["reasons"] == {"s1": "unparseable", "s2": "unparseable", "s3": "unparseable"}
     assert row["raw"]["logic"] == "Score: 7"
 
     no_questions = ScriptedJudge(dict(GOOD, questions="I cannot think of any."))
     row = score_item(_item(), no_questions, _cfg())
-    assert row["unparseable"] == ["questions"] and row["questions"] == [] and row["s2"] is None
+    assert row["unparseable"] == ["questions"] and row["yes_no_questions"] == [] and row["s2"] is None
     assert "answer" not in no_questions.steps() and row["S"] is None
-    assert row["s1"] == pytest.approx(0.6) and row["s3"] == 0.0
+    assert row["s1"] == pytest.approx(60) and row["s3"] == pytest.approx(-100)
 
 
 def test_summary_counts_unparseable_items():
@@ -186,14 +191,15 @@ def test_summary_counts_unparseable_items():
     assert [r["S"] is None for r in rows] == [False, True, False]
     d = summary["description"]
     assert (d["n"], d["n_scored"], d["unparseable"]) == (3, 2, 1)
-    assert d["s1"] == pytest.approx(0.6)  # mean over the items where s1 is defined
-    assert d["S"] == pytest.approx(rows[0]["S"])
+    assert d["s1"] == pytest.approx(60) and d["n_s1"] == 2  # the item without s1 leaves only that term
+    assert d["n_s2"] == d["n_s3"] == 3 and d["S"] == pytest.approx(0.4 * 60 + 0.4 * 200 / 3 + 0.2 * -100)
 
 
 def test_empty_summary_is_none_not_zero():
     rows, summary = anomeval([], ScriptedJudge(GOOD), _cfg(), progress=False)
-    assert rows == [] and summary == {"all": {"s1": None, "s2": None, "s3": None, "S": None,
-                                              "n": 0, "n_scored": 0, "unparseable": 0}}
+    assert rows == [] and summary == {"all": {"s1": None, "s2": None, "s3": None, "S": None, "n_items": 0,
+                                              "n_s1": 0, "n_s2": 0, "n_s3": 0, "n": 0, "n_scored": 0,
+                                              "unparseable": 0}}
 
 
 def test_missing_or_bad_prompt_fails_before_any_judge_call():
@@ -388,3 +394,58 @@ def test_hf_judge_needs_a_model_folder(tmp_path):
         HFJudge(JudgeConfig(kind="hf"))
     with pytest.raises(FileNotFoundError, match="not a directory"):
         HFJudge(JudgeConfig(kind="hf", model=str(tmp_path / "nope")))
+
+
+def _eqs_11_to_14(items, w1, w2, w3):
+    """Eqs. 11-14 written out independently: numpy masked arrays over the item table."""
+    import numpy as np
+
+    def col(name):
+        values = [it.get(name) for it in items]
+        return np.ma.masked_invalid(np.array([np.nan if v is None else float(v) for v in values]))
+
+    k, g, logic, yes, t, c = (col(n) for n in ("key_total", "key_included", "logic", "yes", "questions", "consistent"))
+    k = np.ma.masked_where(k == 0, k)
+    s1_i = (g / k) * (logic / 5.0)
+    pair = ~(np.ma.getmaskarray(yes) | np.ma.getmaskarray(t) | (t.filled(0) == 0))
+    s1 = None if s1_i.count() == 0 else 100.0 * float(s1_i.mean())
+    s2 = None if not pair.any() else 100.0 * float(yes.filled(0)[pair].sum() / t.filled(0)[pair].sum())
+    s3 = None if c.count() == 0 else -100.0 * float(c.mean())
+    weighted = [(w, s) for w, s in ((w1, s1), (w2, s2), (w3, s3)) if w != 0]
+    total = None if any(s is None for _, s in weighted) else sum(w * s for w, s in weighted)
+    return {"s1": s1, "s2": s2, "s3": s3, "S": total, "n_s1": int(s1_i.count()), "n_s2": int(pair.sum()),
+            "n_s3": int(c.count()), "n_items": len(items)}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_aggregate_equals_an_independent_computation_of_eqs_11_to_14(seed):
+    import random
+
+    rng = random.Random(seed)
+
+    def maybe(value):
+        return None if rng.random() < 0.2 else value
+
+    items = []
+    for _ in range(rng.randint(1, 12)):
+        k = rng.randint(0, 6)
+        t = rng.randint(0, 4)
+        items.append({"key_total": maybe(k), "key_included": maybe(rng.randint(0, k)), "logic": maybe(rng.randint(0, 5)),
+                      "yes": maybe(rng.randint(0, t)), "questions": maybe(t), "consistent": maybe(rng.randint(0, 1))})
+    weights = [(0.4, 0.4, 0.2), (0.5, 0.5, 0.0), (1 / 3, 1 / 3, 1 / 3)][seed % 3]
+    got, want = aggregate(items, *weights), _eqs_11_to_14(items, *weights)
+    for key, value in want.items():
+        assert got[key] == (None if value is None else pytest.approx(value)), (key, items)
+
+
+def test_aggregate_closed_form_and_signs():
+    items = [{"key_total": 4, "key_included": 2, "logic": 5, "yes": 1, "questions": 1, "consistent": 1},
+             {"key_total": 2, "key_included": 2, "logic": 0, "yes": 0, "questions": 3, "consistent": 0}]
+    got = aggregate(items, 0.4, 0.4, 0.2)
+    # s1 = mean(0.5 * 1, 1 * 0) = 25 %; s2 = (1 + 0) / (1 + 3) = 25 % (pooled, not the mean 50 %);
+    # s3 = -mean(1, 0) = -50 %: a hallucination lowers S (Eq. 13).
+    assert (got["s1"], got["s2"], got["s3"]) == pytest.approx((25, 25, -50))
+    assert got["S"] == pytest.approx(0.4 * 25 + 0.4 * 25 + 0.2 * -50)
+    only_s3 = aggregate([{"consistent": 1}], 0.4, 0.4, 0.2)
+    assert only_s3["S"] is None and only_s3["s3"] == -100 and (only_s3["n_s1"], only_s3["n_s3"]) == (0, 1)
+    assert aggregate([{"consistent": 1}], 0.0, 0.0, 1.0)["S"] == -100

@@ -203,9 +203,10 @@ def test_anomeval_rerun_is_cached_and_equal(tmp_path, monkeypatch):
     assert second["models"] == first["models"]
     a = first["models"]["A"]
     assert [i["id"] for i in a["anomeval_items"]] == ["v1#0", "v2#0", "v1#1", "v2#1"]
-    assert all(i["S"] == pytest.approx(0.84) for i in a["anomeval_items"])
-    assert a["tasks"]["description"] == pytest.approx({"n": 2, "AnomEval": 0.84, "AnomEval-s1": 0.6, "AnomEval-s2": 1.0,
-                                                       "AnomEval-s3": 1.0, "AnomEval-n_scored": 2,
+    assert all(i["S"] == pytest.approx(64) for i in a["anomeval_items"])  # in % (see eval_fakes.judge_answer)
+    assert a["tasks"]["description"] == pytest.approx({"n": 2, "AnomEval": 64, "AnomEval-s1": 60, "AnomEval-s2": 100,
+                                                       "AnomEval-s3": 0, "AnomEval-n_s1": 2, "AnomEval-n_s2": 2,
+                                                       "AnomEval-n_s3": 2, "AnomEval-n_scored": 2,
                                                        "AnomEval-unparseable": 0})
     items = [json.loads(line) for line in (tmp_path / "out" / "anomeval_items.jsonl").read_text().splitlines()]
     assert [(i["model"], i["id"]) for i in items] == [(m, i) for m in "AB" for i in ("v1#0", "v2#0", "v1#1", "v2#1")]

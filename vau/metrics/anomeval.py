@@ -1,6 +1,8 @@
 """AnomEval (ECVA §V, Eqs. 11-14): an LLM judge scores free-text answers against the reference.
 
-Our formalisation of the paper's three components, each in [0, 1]:
+Our formalisation of the paper's three components; like the paper, every score is in % (x100).
+The per-answer judge calls are in :func:`score_item`; the corpus scores of Eqs. 11-14 are the
+pure function :func:`aggregate` of the per-answer counts:
 
 * **s1, basic reasoning (Eq. 11)**: ``s1 = (M / N) * (L / 5)``. One judge call reads the
   reference, its key information (the annotation's key sentences; when there are none the judge
@@ -12,12 +14,14 @@ Our formalisation of the paper's three components, each in [0, 1]:
   yes according to the reference (numbered or bulleted lines with a '?'; the first ``questions``
   are kept, fewer are accepted, none is unparseable). For each one the judge answers from the
   prediction only (``Answer: yes`` / ``Answer: no``, or a bare leading yes/no);
-  ``s2 = (#yes) / Q`` over the Q questions kept.
+  ``s2 = sum(#yes) / sum(T)`` pooled over all answers and their T questions (Eq. 12 sums over
+  samples and questions; an item with an answer the parser cannot read is left out of both).
 * **s3, hallucination (Eq. 13)**: the judge compares the model's answer with the answer it gave
-  without seeing the anomaly segments (``Consistent: yes/no``). ``s3 = 0`` when they agree (the
-  model says the same without the evidence: it hallucinates), ``1`` otherwise.
+  without seeing the anomaly segments (``Consistent: yes/no``): ``s3 = -mean(G(x-, x))``, G = 1
+  when they agree (the model says the same without the evidence: it hallucinates), so s3 <= 0.
 * **S (Eq. 14)**: ``S = w1*s1 + w2*s2 + w3*s3``. With ``w3 = 0`` s3 is neither computed (no judge
-  call) nor needed. S is None when a component with a non-zero weight is None.
+  call) nor needed. S is None when a component with a non-zero weight has no item. The paper
+  gives no weights: the defaults (0.4/0.4/0.2, ``conf/eval/anomeval.yaml``) are our choice.
 
 An answer the parsers cannot read is recorded (step name in ``unparseable``, component None),
 never guessed. The judge's prompts come from ``conf/eval/anomeval.yaml``.
@@ -26,7 +30,7 @@ never guessed. The judge's prompts come from ``conf/eval/anomeval.yaml``.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -193,8 +197,10 @@ def score_item(item: AnomEvalItem, judge: Judge, cfg: Any) -> dict[str, Any]:
         cfg: An ``AnomEvalConfig`` (weights, question count, prompts).
 
     Returns:
-        ``{"id", "task", "s1", "s2", "s3", "S", "coverage" (M/N), "logic" (L), "questions",
-        "answers" (bool or None per question), "consistent", "unparseable" (step names),
+        ``{"id", "task", "s1", "s2", "s3", "S"`` (this answer's Eqs. 11-14, in %), the counts
+        :func:`aggregate` takes (``"key_total", "key_included", "logic", "yes", "questions",
+        "consistent"``), ``"coverage" (M/N), "yes_no_questions", "answers" (bool or None per
+        question), "unparseable" (step names),
         "reasons" (component -> missing | unparseable | skipped), "raw" (step -> judge text)}``.
     """
     raw: dict[str, str] = {}
@@ -218,7 +224,6 @@ def score_item(item: AnomEvalItem, judge: Judge, cfg: Any) -> dict[str, Any]:
     logic = parsed("logic", parse_logic_score(ask("logic", _prompt(
         cfg, "logic", question=item.question, reference=item.reference, prediction=item.prediction))))
     coverage = counts[1] / counts[0] if counts else None
-    s1 = coverage * logic / 5 if coverage is not None and logic is not None else None
 
     # Eq. 12: s2 = (#yes) / Q over yes/no questions whose reference answer is yes.
     questions = parse_questions(ask("questions", _prompt(cfg, "questions", n=cfg.questions,
@@ -228,10 +233,10 @@ def score_item(item: AnomEvalItem, judge: Judge, cfg: Any) -> dict[str, Any]:
     answers = [parsed(f"answer_{i}", parse_yes_no(ask(f"answer_{i}", _prompt(
         cfg, "answer", prediction=item.prediction, yes_no_question=q))))
         for i, q in enumerate(questions, 1)]
-    s2 = sum(answers) / len(answers) if answers and None not in answers else None
+    complete = bool(answers) and None not in answers  # one unreadable answer: the item leaves s2
 
-    # Eq. 13: s3 = 0 when the answer without the anomaly agrees with the answer (hallucination), else 1.
-    consistent = s3 = None
+    # Eq. 13: G(x-, x) = 1 when the answer without the anomaly agrees with the answer (hallucination).
+    consistent = None
     if not cfg.w3:
         reasons["s3"] = "skipped"
     elif item.prediction_without_anomaly is None:
@@ -240,32 +245,57 @@ def score_item(item: AnomEvalItem, judge: Judge, cfg: Any) -> dict[str, Any]:
         consistent = parsed("consistency", parse_yes_no(ask("consistency", _prompt(
             cfg, "consistency", question=item.question, answer_a=item.prediction,
             answer_b=item.prediction_without_anomaly)), label="Consistent"))
-        s3 = None if consistent is None else float(not consistent)
 
-    for name, value in (("s1", s1), ("s2", s2), ("s3", s3)):
-        if value is None and name not in reasons:
+    counts_of_item = {"key_total": counts[0] if counts else None, "key_included": counts[1] if counts else None,
+                      "logic": logic, "yes": sum(answers) if complete else None,
+                      "questions": len(answers) if complete else None,
+                      "consistent": None if consistent is None else int(consistent)}
+    # This answer's own Eqs. 11-14 (the corpus scores pool the counts: aggregate over all items).
+    scores = aggregate([counts_of_item], cfg.w1, cfg.w2, cfg.w3)
+    for name in ("s1", "s2", "s3"):
+        if scores[name] is None and name not in reasons:
             reasons[name] = "unparseable"
-    # Eq. 14: S = w1*s1 + w2*s2 + w3*s3, defined when every component with a weight is.
-    terms = [(w, s) for w, s in ((cfg.w1, s1), (cfg.w2, s2), (cfg.w3, s3)) if w]
-    total = float(sum(w * s for w, s in terms)) if all(s is not None for _, s in terms) else None
-    return {"id": item.id, "task": item.task, "s1": s1, "s2": s2, "s3": s3, "S": total,
-            "coverage": coverage, "logic": logic, "questions": questions, "answers": answers,
-            "consistent": consistent, "unparseable": unparseable, "reasons": reasons, "raw": raw}
+    return {"id": item.id, "task": item.task, **{c: scores[c] for c in COMPONENTS}, **counts_of_item,
+            "coverage": coverage, "yes_no_questions": questions, "answers": answers,
+            "unparseable": unparseable, "reasons": reasons, "raw": raw}
 
 
-def _mean(values: list[float | None]) -> float | None:
-    defined = [v for v in values if v is not None]
-    return sum(defined) / len(defined) if defined else None
+def aggregate(items: Sequence[Mapping[str, Any]], w1: float, w2: float, w3: float) -> dict[str, Any]:
+    """AnomEval's scores (ECVA Eqs. 11-14, in %) from per-answer judge counts.
 
-
-def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Means of s1, s2, s3, S over the rows where each is defined (None if none), with counts.
+    Args:
+        items: One dict per answer: ``key_total`` (K_i), ``key_included`` (G(x_i ∩ K_i)),
+            ``logic`` (0-5), ``yes`` (questions answered yes), ``questions`` (T_i asked and
+            answered), ``consistent`` (G(x_i-, x_i): 1 the answer without the anomaly agrees,
+            0 not). Any may be None (unparseable, or not asked): only the term needing it loses
+            that item.
+        w1, w2, w3: Weights of Eq. 14.
 
     Returns:
-        ``{"s1", "s2", "s3", "S", "n", "n_scored" (rows with S), "unparseable" (rows with any
-        unparseable step)}``.
+        ``{"s1": 100 * mean_i (key_included/key_total) * (logic/5)`` (Eq. 11),
+        ``"s2": 100 * sum yes / sum questions`` (Eq. 12, pooled), ``"s3": -100 * mean consistent``
+        (Eq. 13), ``"S": w1*s1 + w2*s2 + w3*s3`` (Eq. 14; None when a weighted term has no item),
+        ``"n_items"``, and ``"n_s1"``, ``"n_s2"``, ``"n_s3"``: the items each term used}``.
     """
-    out: dict[str, Any] = {c: _mean([r[c] for r in rows]) for c in COMPONENTS}
+    s1 = [(it["key_included"] / it["key_total"]) * (it["logic"] / 5) for it in items
+          if it.get("key_total") and it.get("key_included") is not None and it.get("logic") is not None]
+    s2 = [(it["yes"], it["questions"]) for it in items if it.get("yes") is not None and it.get("questions")]
+    s3 = [float(it["consistent"]) for it in items if it.get("consistent") is not None]
+    out: dict[str, Any] = {
+        "s1": 100 * sum(s1) / len(s1) if s1 else None,
+        "s2": 100 * sum(y for y, _ in s2) / sum(t for _, t in s2) if s2 else None,
+        "s3": -100 * sum(s3) / len(s3) if s3 else None,
+    }
+    terms = [(w, out[name]) for w, name in ((w1, "s1"), (w2, "s2"), (w3, "s3")) if w]
+    out["S"] = float(sum(w * s for w, s in terms)) if all(s is not None for _, s in terms) else None
+    out.update(n_items=len(items), n_s1=len(s1), n_s2=len(s2), n_s3=len(s3))
+    return out
+
+
+def summarise(rows: Sequence[dict[str, Any]], cfg: Any) -> dict[str, Any]:
+    """:func:`aggregate` of scored rows with ``cfg``'s weights, plus ``n`` (rows),
+    ``n_scored`` (rows whose own S is defined) and ``unparseable`` (rows with an unreadable step)."""
+    out = aggregate(rows, cfg.w1, cfg.w2, cfg.w3)
     out.update(n=len(rows), n_scored=sum(r["S"] is not None for r in rows),
                unparseable=sum(bool(r["unparseable"]) for r in rows))
     return out
@@ -292,7 +322,7 @@ def anomeval(items: Sequence[AnomEvalItem], judge: Judge, cfg: Any,
     tasks = set(cfg.tasks)
     todo = [it for it in items if it.task in tasks]
     rows = [score_item(it, judge, cfg) for it in track(todo, len(todo), "AnomEval", progress)]
-    summary = {task: summarise([r for r in rows if r["task"] == task])
+    summary = {task: summarise([r for r in rows if r["task"] == task], cfg)
                for task in dict.fromkeys(r["task"] for r in rows)}
-    summary["all"] = summarise(rows)
+    summary["all"] = summarise(rows, cfg)
     return rows, summary

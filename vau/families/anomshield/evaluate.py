@@ -187,7 +187,7 @@ class ECVAEvaluator(TaskEvaluator):
         for task, s in summary.items():
             if task != "all":
                 entry = tasks.setdefault(task, {"n": s["n"]})
-                entry.update({"AnomEval": s["S"], **{f"AnomEval-{k}": s[k] for k in ("s1", "s2", "s3", "n_scored", "unparseable")}})
+                entry.update({"AnomEval": s["S"], **{f"AnomEval-{k}": s[k] for k in ("s1", "s2", "s3", "n_s1", "n_s2", "n_s3", "n_scored", "unparseable")}})
         model: dict[str, Any] = {"predictions": str(predictions_file(path)), "skipped_lines": skipped, "tasks": tasks,
                                  "anomeval": summary.get("all"), "anomeval_items": per_item}
         stats = hard_prompt_stats(rows)
