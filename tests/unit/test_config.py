@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -519,3 +520,24 @@ def test_global_batch_sets_the_accumulation_for_the_allocation():
     assert acc("trainer.global_batch_size=null", "trainer.accumulate_grad_batches=3") == 3
     with pytest.raises(ConfigError, match=r"global_batch_size=32 is not a multiple of .* = 12"):
         acc("trainer.devices=3")
+
+
+def test_an_experiment_can_start_from_another(tmp_path):
+    from vau.config import config_diff
+
+    base, ecva = compose(["experiment=anomshield/stage3"]), compose(["experiment=anomshield/stage3_ecva"])
+    changed = {k for k, _, _ in config_diff(base, ecva)}
+    assert changed == {"run.name", "run.dir", "run.experiment", "data.train"}
+    assert [s.name for s in ecva.data.train] == [s.name for s in base.data.train] + ["ecva"]
+    assert "ecva" not in [s.name for s in base.data.train]  # the paper's stage 3 trains on no ECVA data
+
+    root = tmp_path / "conf"
+    (root / "experiment").mkdir(parents=True)
+    shutil.copytree(REPO_CONF / "model", root / "model")
+    (root / "experiment" / "a.yaml").write_text("defaults:\n  - experiment: b\n")
+    (root / "experiment" / "b.yaml").write_text("defaults:\n  - experiment: a\n")
+    with pytest.raises(ConfigError, match="defaults loop through a -> b -> a"):
+        compose(["experiment=a"], conf_root=root)
+    (root / "experiment" / "c.yaml").write_text("defaults:\n  - experiment: nope\n")
+    with pytest.raises(ConfigError, match=r"experiment=nope \(the base of c\): no file"):
+        compose(["experiment=c"], conf_root=root)

@@ -33,9 +33,17 @@ SOURCES = {
     "cuva": "cuva.json",
     "ucf_crime": "Temporal_Anomaly_Annotation.txt",
     "xd_violence": "xd_annotations.txt",
+    "videochatgpt": "videochatgpt.json",
+    "sutd_traffic_qa": "sutd_traffic_qa.jsonl",
+    # LLaVA-style releases of AnomShield's stage data: the llava converter under their names.
+    "sharegpt4v": "llava.json",
+    "sharegpt4o": "llava.json",
+    "videogpt_plus": "llava.json",
 }
 # (entries, skipped) as counted by hand from the asset files.
-COUNTS = {"llava": (6, 4), "ecva": (4, 3), "cuva": (2, 2), "ucf_crime": (5, 4), "xd_violence": (5, 4)}
+COUNTS = {"llava": (6, 4), "ecva": (4, 3), "cuva": (2, 2), "ucf_crime": (5, 4), "xd_violence": (5, 4),
+          "videochatgpt": (2, 3), "sutd_traffic_qa": (2, 3), "sharegpt4v": (6, 4), "sharegpt4o": (6, 4),
+          "videogpt_plus": (6, 4)}
 KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
@@ -69,7 +77,7 @@ def test_registry_lists_formats_with_help():
     assert CONVERTERS.names() == sorted(SOURCES)
     for name in CONVERTERS:
         assert CONVERTERS.get(name).help.strip()
-    with pytest.raises(KeyError, match="valid: cuva, ecva, llava, ucf_crime, xd_violence"):
+    with pytest.raises(KeyError, match="valid: cuva, ecva, llava, sharegpt4o, sharegpt4v, sutd_traffic_qa, ucf_crime"):
         CONVERTERS.get("ucf")
 
 
@@ -437,3 +445,30 @@ def test_round_trip_to_shards(fmt, tmp_path):
     assert {r["key"] for r in rejects} == set(missing)
     for r in rejects:
         assert "file not found" in r["reason"] and missing[r["key"]] in r["reason"]
+
+
+def test_videochatgpt_groups_qa_pairs_per_video(tmp_path):
+    entries, _, logs = _run("videochatgpt", tmp_path, media_root=tmp_path / "videos")
+    by = _by_key(entries)
+    assert sorted(by) == ["v_abc", "v_def"]
+    turns = by["v_abc"]["annotation"]["conversations"]
+    assert [t["value"] for t in turns] == ["<video>\nWhat is the man doing?", "He rides a bike.", "Where is he?",
+                                          "On a road."]
+    assert by["v_abc"]["video"] == str((tmp_path / "videos" / "v_abc.mp4").absolute())
+    assert any("no video_id" in line for line in logs) and any("needs string" in line for line in logs)
+
+
+def test_sutd_traffic_qa_lettered_options_and_answers(tmp_path):
+    entries, _, logs = _run("sutd_traffic_qa", tmp_path)
+    by = _by_key(entries)
+    assert sorted(by) == ["b_1a", "b_2b"] and by["b_1a"]["video"] == "b_1a.mp4"
+    turns = by["b_1a"]["annotation"]["conversations"]
+    assert turns[0]["value"] == "<video>\nDid an accident happen?\nA. Yes\nB. No" and turns[1]["value"] == "A. Yes"
+    assert turns[2]["value"] == "Which vehicle is at fault?\nA. The truck\nB. The sedan\nC. The bus"
+    assert turns[3]["value"] == "C. The bus" and turns[3]["task"] == "traffic_a"
+    assert any("answer 3 names no option" in line for line in logs)
+    assert any("not JSON" in line for line in logs) and any("expected a list of 11" in line for line in logs)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('["record_id", "oops"]\n')
+    with pytest.raises(ValueError, match="expected the SUTD-TrafficQA header"):
+        _run("sutd_traffic_qa", tmp_path, src=bad)

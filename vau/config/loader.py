@@ -64,7 +64,7 @@ def _group_file(root: Path, group: str, name: str) -> Path:
     return path
 
 
-def _parse_defaults(defaults: Any, source: Path) -> dict[str, str]:
+def _parse_defaults(defaults: Any, source: Path, allow: tuple[str, ...] = ()) -> dict[str, str]:
     picks: dict[str, str] = {}
     if not isinstance(defaults, list):
         raise ConfigError(f"{source}: 'defaults' must be a list of {{group: name}} entries")
@@ -72,10 +72,33 @@ def _parse_defaults(defaults: Any, source: Path) -> dict[str, str]:
         if not (isinstance(entry, dict) and len(entry) == 1):
             raise ConfigError(f"{source}: bad defaults entry {entry!r}; expected {{group: name}}")
         ((group, name),) = entry.items()
-        if group not in GROUPS:
-            raise ConfigError(f"{source}: unknown group {group!r} in defaults (groups: {', '.join(GROUPS)})")
+        if group not in GROUPS and group not in allow:
+            raise ConfigError(f"{source}: unknown group {group!r} in defaults (groups: {', '.join(GROUPS + allow)})")
         picks[group] = name
     return picks
+
+
+def _experiment(root: Path, name: str, seen: tuple[str, ...] = ()) -> tuple[dict[str, str], dict, Path]:
+    """``(group picks, body, path)`` of an experiment file; ``- experiment: BASE`` in its defaults
+    starts from BASE (its picks and body, recursively), the file's own picks and keys on top
+    (lists replace, as in any merge)."""
+    path = root / "experiment" / f"{name}.yaml"
+    if not path.is_file():
+        close = difflib.get_close_matches(name, list_experiments(root), n=3, cutoff=0.4)
+        hint = f"; did you mean: {', '.join(close)}" if close else ""
+        where = f" (the base of {seen[-1]})" if seen else ""
+        raise ConfigError(f"experiment={name}{where}: no file {path}{hint}")
+    if name in seen:
+        raise ConfigError(f"experiment={name}: its defaults loop through {' -> '.join((*seen, name))}")
+    body = _read_yaml(path)
+    picks = _parse_defaults(body.pop("defaults", []), path, allow=("experiment",))
+    base = picks.pop("experiment", None)
+    if base is None:
+        return picks, body, path
+    base_picks, base_body, _ = _experiment(root, base, (*seen, name))
+    merged = OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(base_body), OmegaConf.create(body)),
+                                    resolve=False)
+    return {**base_picks, **picks}, merged, path
 
 
 def _split_overrides(overrides: Iterable[str]) -> tuple[str | None, dict[str, str], list[str]]:
@@ -256,13 +279,7 @@ def compose(
         body: dict = {}
         exp_path = None
         if experiment:
-            exp_path = root / "experiment" / f"{experiment}.yaml"
-            if not exp_path.is_file():
-                close = difflib.get_close_matches(experiment, list_experiments(root), n=3, cutoff=0.4)
-                hint = f"; did you mean: {', '.join(close)}" if close else ""
-                raise ConfigError(f"experiment={experiment}: no file {exp_path}{hint}")
-            body = _read_yaml(exp_path)
-            picks = _parse_defaults(body.pop("defaults", []), exp_path)
+            picks, body, exp_path = _experiment(root, experiment)
         picks.update(cli_picks)
         cli_picks = {}
         for group in GROUPS:

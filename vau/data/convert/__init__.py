@@ -38,6 +38,7 @@ from vau.data.convert.cuva import convert_cuva
 from vau.data.convert.ecva import convert_ecva
 from vau.data.convert.llava import convert_llava
 from vau.data.convert.ucf_crime import convert_ucf_crime
+from vau.data.convert.video_qa import convert_sutd_traffic_qa, convert_videochatgpt
 from vau.data.convert.xd_violence import convert_xd_violence
 from vau.data.shards.manifest import write_manifest
 from vau.registry import Registry
@@ -71,6 +72,13 @@ class ConvertSummary:
 CONVERTERS: Registry[Converter] = Registry("annotation format")
 CONVERTERS.register("llava", Converter(
     convert_llava, "LLaVA-style JSON list of {id, image|video, conversations} (LLaVA, ShareGPT4V, VideoChat)"))
+# The LLaVA-style releases of AnomShield's stage data (ECVA §IV-C) are the same format.
+for _name, _what in (("sharegpt4v", "ShareGPT4V"), ("sharegpt4o", "ShareGPT-4o"), ("videogpt_plus", "VideoGPT-plus")):
+    CONVERTERS.register(_name, Converter(convert_llava, f"{_what}: LLaVA-style JSON list (same as llava)"))
+CONVERTERS.register("videochatgpt", Converter(
+    convert_videochatgpt, "VideoChatGPT VideoInstruct-100K JSON list of {video_id, q, a}, one sample per video"))
+CONVERTERS.register("sutd_traffic_qa", Converter(
+    convert_sutd_traffic_qa, "SUTD-TrafficQA R2/R3 .jsonl (header line + one list per question), one sample per video"))
 CONVERTERS.register("ecva", Converter(
     convert_ecva, "ECVA annotation sheet (.xlsx/.csv with video_id, X1..X4 columns), one sample per row"))
 CONVERTERS.register("cuva", Converter(
