@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
@@ -26,24 +27,48 @@ def test_members_names_and_array_command(tmp_path):
     cmd = sbatch_command(spec, tmp_path / "m.txt", [0, 2])
     assert cmd[0].endswith("launch/submit.sh") and cmd[1:5] == ["sweep", "--parsable", "--array=0,2", "--job-name=abl"]
     assert cmd[-1] == str(tmp_path / "m.txt")
+    f.write_text("name: abl\nexperiment: tiny/lm\nstages: [tiny/lm]\nmembers: [[]]\n")
+    with pytest.raises(ValueError, match="give 'experiment' .* or 'stages'"):
+        load_sweep(f)
     f.write_text("name: abl\nexperiment: tiny/lm\ngridd: {}\n")
     with pytest.raises(ValueError, match="gridd"):
         load_sweep(f)
 
 
 @pytest.mark.slow
-def test_ecva_table8_local_then_rerun_starts_nothing(vau_cli, tmp_path):
+def test_table8_chains_local_then_rerun_starts_nothing(vau_cli, tmp_path):
+    import yaml
+    from safetensors.torch import load_file
+
     data = tmp_path / "data"
-    vau_cli("synth", "--out", str(data), "--videos", "4", "--images", "4")
-    tiny = ["experiment=tiny/anomshield_stage3", "init_from=null", "model.llm.pretrained=null",
-            "trainer.max_steps=2", f"data.root={data}", *TINY]
-    out = vau_cli("sweep", "conf/sweep/ecva_table8.yaml", "--local", *tiny).stdout
-    assert out.count(" todo ") == 6 and out.count("== sweep ecva_table8 member") == 6
-    runs = sorted((tmp_path / "runs").glob("ecva_table8-*"))
-    assert len(runs) == 6 and all((r / "export" / "model.safetensors").is_file() for r in runs)
-    assert {r.name for r in runs} >= {"ecva_table8-connector.kind-mlp_decode.train_sampler-uniform"}
-    again = vau_cli("sweep", "conf/sweep/ecva_table8.yaml", "--local", *tiny).stdout
-    assert "all 6 member(s) finished" in again and "== sweep" not in again
+    vau_cli("synth", "--out", str(data), "--videos", "12", "--images", "12")
+    tiny = ["model.llm.pretrained=null", f"data.root={data}", *TINY]
+    out = vau_cli("sweep", "conf/sweep/tiny_table8.yaml", "--local", *tiny).stdout
+    assert out.count(" todo ") == 4 and out.count("== sweep tiny_table8 member") == 4
+    runs = tmp_path / "runs"
+    for member in ("full", "no_soft_prompt", "extra_forward_mamba", "extra_no_st_embed"):
+        stages = [runs / f"tiny_table8-{member}-anomshield_stage{k}" for k in (1, 2, 3)]
+        assert all((r / "export" / "model.safetensors").is_file() for r in stages), member
+        for prev, run in zip(stages, stages[1:]):  # each stage starts from the member's previous stage
+            assert yaml.safe_load((run / "config.yaml").read_text())["init_from"] == str(prev / "export")
+    # "- soft prompt" is trained through all stages as a plain MLP connector without Eq. 1 embeddings.
+    ablated = load_file(str(runs / "tiny_table8-no_soft_prompt-anomshield_stage3" / "export" / "model.safetensors"))
+    full = load_file(str(runs / "tiny_table8-full-anomshield_stage3" / "export" / "model.safetensors"))
+    assert ablated["temporal_embed"].numel() == 0 and full["temporal_embed"].numel() > 0
+    assert any("A_b_log" in k for k in full) and not any("A_log" in k for k in ablated)
+    status = vau_cli("sweep", "status", "conf/sweep/tiny_table8.yaml", *tiny).stdout
+    assert status.count("anomshield_stage3:done") == 4
+    again = vau_cli("sweep", "conf/sweep/tiny_table8.yaml", "--local", *tiny).stdout
+    assert "all 4 member(s) finished" in again and "== sweep" not in again
+
+
+def test_paper_table8_composes_as_chains(vau_cli):
+    out = vau_cli("sweep", "conf/sweep/ecva_table8.yaml", "--dry-run").stdout
+    names = re.findall(r"^\s+\d+ todo\s+(\S+)", out, re.M)
+    assert names == ["ecva_table8-full", "ecva_table8-no_soft_prompt", "ecva_table8-extra_forward_mamba",
+                     "ecva_table8-extra_no_st_embed"]
+    chains = [line for line in out.splitlines() if " -> " in line and "submit.sh" in line]
+    assert len(chains) == 4 and all(line.count("submit.sh sweep") == 3 for line in chains)
 
 
 def test_stopped_member_stays_todo_and_the_sweep_exits_nonzero(vau_cli, tmp_path):
@@ -92,3 +117,31 @@ def test_sweep_as_slurm_job_array(vau_cli, tmp_path):
         assert sorted(read_losses(run / "metrics.csv")) == [0, 1, 2], run
         assert (run / "export" / "model.safetensors").is_file()
     assert "all 2 member(s) finished" in vau_cli("sweep", str(f)).stdout
+
+
+@pytest.mark.slurm
+def test_chained_member_as_slurm_jobs_linked_by_afterok(vau_cli, tmp_path):
+    data = tmp_path / "data"
+    vau_cli("synth", "--out", str(data), "--videos", "12", "--images", "12")
+    f = tmp_path / "chain.yaml"
+    f.write_text("name: chain\nstages: [tiny/anomshield_stage1, tiny/anomshield_stage2]\n"
+                 f"overrides: [trainer.max_steps=3, model.llm.pretrained=null, 'data.root={data}', "
+                 "trainer.progress_bar=none, logger.wandb.mode=disabled]\nmembers: {one: []}\n"
+                 f"sbatch: [--ntasks-per-node=1, --cpus-per-task=1, --gpus-per-node=0, '--output={tmp_path}/%x-%A_%a.out']\n")
+    out = vau_cli("sweep", str(f)).stdout
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("submitted member 0")]
+    first, second = re.findall(r"\d+", line.split("jobs", 1)[1])[:2]
+    deps = subprocess.run(["scontrol", "show", "job", second], capture_output=True, text=True).stdout
+    # While the first job runs the second names it; once it has ended SLURM clears the field.
+    assert f"afterok:{first}" in deps or "Dependency=(null)" in deps, deps
+    deadline = time.time() + 600
+    while subprocess.run(["squeue", "-h", "-j", f"{first},{second}"], capture_output=True, text=True).stdout.strip():
+        assert time.time() < deadline
+        time.sleep(1)
+    runs = tmp_path / "runs"
+    for stage in ("anomshield_stage1", "anomshield_stage2"):
+        assert (runs / f"chain-one-{stage}" / "export" / "model.safetensors").is_file(), stage
+    # Stage 2 started only after stage 1 had finished (its export existed when stage 2 wrote its config).
+    exported = (runs / "chain-one-anomshield_stage1" / "export" / "model.safetensors").stat().st_mtime
+    assert (runs / "chain-one-anomshield_stage2" / "config.yaml").stat().st_mtime >= exported
+    assert "all 1 member(s) finished" in vau_cli("sweep", str(f)).stdout

@@ -1,4 +1,5 @@
-"""`vau sweep SWEEP.yaml [--dry-run] [--local] [overrides]`: a grid of runs as one job array."""
+"""`vau sweep [status] SWEEP.yaml [--dry-run] [--local] [overrides]`: a grid of runs (or of stage
+chains) as SLURM jobs, or here one after another; `status` lists each member's stages."""
 
 from __future__ import annotations
 
@@ -7,48 +8,99 @@ import shlex
 import subprocess
 from pathlib import Path
 
-HELP = "run a sweep file: one SLURM job array (or --local, one member after another); finished members are skipped"
+HELP = ("run a sweep file: SLURM jobs (one array; a chain of stages per member linked by afterok) or --local, "
+        "one run after another; finished runs are skipped. `vau sweep status FILE` shows each member's stages")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep", help="sweep file (e.g. conf/sweep/ecva_table8.yaml)")
-    p.add_argument("--dry-run", action="store_true", help="print the members and the sbatch command; submit nothing")
+    p.add_argument("sweep", help="sweep file (e.g. conf/sweep/ecva_table8.yaml), or `status` followed by the file")
+    p.add_argument("--dry-run", action="store_true", help="print the members and the sbatch commands; submit nothing")
     p.add_argument("--local", action="store_true", help="run the members here, one after another (no SLURM)")
     p.add_argument("overrides", nargs="*", help="key=value applied to every member (after the sweep's own)")
 
 
 def run(args: argparse.Namespace) -> int:
     from vau.config import compose
-    from vau.sweep import finished, load_sweep, members, sbatch_command, write_member_list
+    from vau.errors import ConfigError
+    from vau.sweep import chain_runs, load_sweep, members, run_state
 
+    status = args.sweep == "status"
+    if status:
+        if not args.overrides:
+            raise ConfigError("usage: vau sweep status SWEEP.yaml [overrides]")
+        args.sweep = args.overrides.pop(0)
     spec = load_sweep(args.sweep)
     ms = members(spec)
     for m in ms:
         m.overrides += args.overrides
-    cfgs = [compose([f"experiment={spec['experiment']}", *m.overrides]) for m in ms]  # validates every member
-    todo = [i for i, cfg in enumerate(cfgs) if not finished(cfg)]
-    for i, (m, cfg) in enumerate(zip(ms, cfgs)):
-        print(f"{i:3d} {'todo' if i in todo else 'done'}  {m.name}  -> {cfg.run.dir}")
+    plans = [chain_runs(spec, m, compose) for m in ms]  # composes (validates) every run first
+    chained = bool(spec.get("stages"))
+    for i, (m, runs) in enumerate(zip(ms, plans)):
+        states = [run_state(cfg) for _, _, cfg in runs]
+        overall = "done" if all(s == "done" for s in states) else "todo"
+        stages = "  ".join(f"{exp.rsplit('/', 1)[-1]}:{s}" for (exp, _, _), s in zip(runs, states)) if chained else ""
+        print(f"{i:3d} {overall}  {m.name}  -> {runs[-1][2].run.dir}" + (f"  [{stages}]" if stages else ""))
+    if status:
+        return 0
+    todo = [i for i, runs in enumerate(plans) if any(run_state(cfg) != "done" for _, _, cfg in runs)]
     if not todo:
         print(f"sweep {spec['name']}: all {len(ms)} member(s) finished")
         return 0
     if args.local:
-        from vau.signals import STOP
-        from vau.train import train
+        return _local(spec, ms, plans, todo, args.dry_run)
+    return _submit(spec, plans, todo, args.dry_run)
 
-        STOP.install()  # a stop between members is kept for the next one, which then stops at once
 
-        for i in todo:
-            print(f"== sweep {spec['name']} member {i}: {ms[i].name}", flush=True)
-            if not args.dry_run:
-                train(cfgs[i])  # a stop (RunStopped) ends the sweep: the member stays todo
+def _local(spec: dict, ms: list, plans: list, todo: list[int], dry_run: bool) -> int:
+    from vau.signals import STOP
+    from vau.sweep import finished
+    from vau.train import train
+
+    STOP.install()  # a stop between runs is kept for the next one, which then stops at once
+    for i in todo:
+        print(f"== sweep {spec['name']} member {i}: {ms[i].name}", flush=True)
+        for experiment, _, cfg in plans[i]:
+            if finished(cfg):
+                continue
+            if len(plans[i]) > 1:
+                print(f"== {ms[i].name}: {experiment} -> {cfg.run.dir}", flush=True)
+            if not dry_run:
+                train(cfg)  # a stop (RunStopped) ends the sweep: this run and the later stages stay todo
+    return 0
+
+
+def _submit(spec: dict, plans: list, todo: list[int], dry_run: bool) -> int:
+    from vau.sweep import finished, sbatch_command, write_run_list
+
+    runs = [(exp, overrides) for i in todo for exp, overrides, _ in plans[i]]
+    list_file = Path(plans[0][-1][2].run.dir).parent / "sweeps" / spec["name"] / "runs.txt"
+    line = {id(cfg): n for n, cfg in enumerate(cfg for i in todo for _, _, cfg in plans[i])}
+    if not spec.get("stages"):  # one job array over the members
+        cmds = [sbatch_command(spec, list_file, [line[id(plans[i][0][2])] for i in todo])]
+        chains = None
+    else:  # one chain per member: each unfinished stage waits for the previous one (afterok)
+        cmds, chains = [], [[line[id(cfg)] for _, _, cfg in plans[i] if not finished(cfg)] for i in todo]
+    if chains is None:
+        for cmd in cmds:
+            print(shlex.join(cmd))
+    else:
+        for chain in chains:
+            print(" -> ".join(shlex.join(sbatch_command(spec, list_file, [n])) for n in chain))
+    if dry_run:
         return 0
-    list_file = Path(cfgs[0].run.dir).parent / "sweeps" / spec["name"] / "members.txt"
-    cmd = sbatch_command(spec, list_file, todo)
-    print(shlex.join(cmd))
-    if args.dry_run:
+    write_run_list(list_file, runs)
+    if chains is None:
+        job = subprocess.run(cmds[0], check=True, capture_output=True, text=True).stdout.strip()
+        print(f"submitted job array {job} ({len(todo)} member(s)); runs listed in {list_file}")
         return 0
-    write_member_list(list_file, spec, ms)
-    job = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
-    print(f"submitted job array {job} ({len(todo)} member(s)); members listed in {list_file}")
+    for i, chain in zip(todo, chains):
+        after = None
+        jobs = []
+        for n in chain:
+            out = subprocess.run(sbatch_command(spec, list_file, [n], after), check=True, capture_output=True,
+                                 text=True).stdout.strip()
+            after = out.split(";")[0]
+            jobs.append(after)
+        print(f"submitted member {i}: jobs {' -> '.join(jobs)} (afterok)")
+    print(f"runs listed in {list_file}")
     return 0

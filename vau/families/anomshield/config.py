@@ -21,6 +21,8 @@ class AnomShieldModelConfig(ModelConfig):
     """Connector over the flattened ``(t h w)`` token sequence."""
     max_frames: int = 32
     """Length of the temporal embedding table (frames per clip at most)."""
+    st_embed: bool = True
+    """Add the Eq. 1 spatio-temporal embeddings; false (with connector.kind=mlp) = Tab. VIII "- soft prompt"."""
     pool: int = 4
     """AvgPool3d((1, pool, pool)) over each frame's patch grid: 16x16 patches -> 16 tokens."""
     llm: CausalLMSection = field(default_factory=CausalLMSection)

@@ -36,8 +36,10 @@ class AnomShield(nn.Module):
         if grid % cfg.pool:
             raise ConfigError(f"model.pool={cfg.pool} must divide the {grid}x{grid} patch grid")
         # ECVA Eq. 1: learned temporal p_t (T x D) and spatial p_s (M x D) embeddings added to patches.
-        self.temporal_embed = nn.Parameter(torch.zeros(cfg.max_frames, d_vis))
-        self.spatial_embed = nn.Parameter(torch.zeros(grid * grid, d_vis))
+        # Switched off (Tab. VIII "- soft prompt"), they are empty: the names stay for model.trainable.
+        rows_t, rows_s = (cfg.max_frames, grid * grid) if cfg.st_embed else (0, 0)
+        self.temporal_embed = nn.Parameter(torch.zeros(rows_t, d_vis))
+        self.spatial_embed = nn.Parameter(torch.zeros(rows_s, d_vis))
         self.tokens_per_frame = tokens_per_frame(cfg)
         """Visual tokens per frame after pooling."""
         nn.init.trunc_normal_(self.temporal_embed, std=0.02)
@@ -57,7 +59,10 @@ class AnomShield(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             feats = self.vision(pixel_values.flatten(0, 1))  # [(b t), M, D]
         feats = feats.to(self.temporal_embed.dtype).unflatten(0, (b, t))
-        feats = feats + self.temporal_embed[:t, None] + self.spatial_embed[None, :]  # Eq. 1
+        if self.cfg.st_embed:
+            feats = feats + self.temporal_embed[:t, None] + self.spatial_embed[None, :]  # Eq. 1
+        else:  # the empty tables' sum (0) keeps them in the graph: DDP expects every trainable parameter used
+            feats = feats + (self.temporal_embed.sum() + self.spatial_embed.sum())
         g, d = self.vision.grid, feats.shape[-1]
         x = self.connector(feats.reshape(b, t * g * g, d))  # frame-major `b (t h w) d`
         # ECVA §IV-B: AvgPool3d((1, 4, 4)) per frame: 16x16 patches -> 16 tokens.
