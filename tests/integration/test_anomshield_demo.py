@@ -149,10 +149,13 @@ def test_infer_hard_prompt_resume_uniform_then_eval(demo, tmp_path):
         model = results["models"][name]
         items = model["anomeval_items"]
         assert sorted(i["id"] for i in items) == sorted(r["id"] for r in free_text)
-        # judge_answer gives s1 = 3/4 * 4/5, s2 = 1; s3 = 1 where a no-anomaly answer exists
+        # judge_answer gives s1 = 60, s2 = 100 and (never consistent) s3 = -0, all in % (Eqs. 11-14);
+        # S needs s3, so an answer without a no-anomaly answer has none
         for i in items:
-            want = 0.4 * 0.6 + 0.4 + (0.2 if i["s3"] is not None else 0.0)
-            assert i["S"] == pytest.approx(want) if i["s3"] is not None else i["S"] is None
+            if i["s3"] is not None:
+                assert (i["s1"], i["s2"], i["s3"]) == pytest.approx((60, 100, 0)) and i["S"] == pytest.approx(64)
+            else:
+                assert i["S"] is None
         detection = [r for r in model_rows if r["task"] == "detection"]
         first = [(r["answer"].split() or [""])[0].strip(".,!").lower() for r in detection]
         hits = sum(w in ("yes", "no") and w == r["reference"].split()[0].strip(".,!").lower()
