@@ -72,35 +72,37 @@ def _local(spec: dict, ms: list, plans: list, todo: list[int], dry_run: bool) ->
 def _submit(spec: dict, plans: list, todo: list[int], dry_run: bool) -> int:
     from vau.sweep import finished, sbatch_command, write_run_list
 
-    runs = [(exp, overrides) for i in todo for exp, overrides, _ in plans[i]]
+    # One list line per run of the unfinished members; each member's unfinished lines in order.
+    runs, lines = [], []
+    for i in todo:
+        mine = []
+        for exp, overrides, cfg in plans[i]:
+            if not finished(cfg):
+                mine.append(len(runs))
+            runs.append((exp, overrides))
+        lines.append(mine)
     list_file = Path(plans[0][-1][2].run.dir).parent / "sweeps" / spec["name"] / "runs.txt"
-    line = {id(cfg): n for n, cfg in enumerate(cfg for i in todo for _, _, cfg in plans[i])}
     if not spec.get("stages"):  # one job array over the members
-        cmds = [sbatch_command(spec, list_file, [line[id(plans[i][0][2])] for i in todo])]
-        chains = None
-    else:  # one chain per member: each unfinished stage waits for the previous one (afterok)
-        cmds, chains = [], [[line[id(cfg)] for _, _, cfg in plans[i] if not finished(cfg)] for i in todo]
-    if chains is None:
-        for cmd in cmds:
-            print(shlex.join(cmd))
-    else:
-        for chain in chains:
-            print(" -> ".join(shlex.join(sbatch_command(spec, list_file, [n])) for n in chain))
+        cmd = sbatch_command(spec, list_file, [n for mine in lines for n in mine])
+        print(shlex.join(cmd))
+        if dry_run:
+            return 0
+        write_run_list(list_file, runs)
+        job = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+        print(f"submitted job array {job} ({len(todo)} member(s)); runs listed in {list_file}")
+        return 0
+    # One chain per member: each unfinished stage waits for the previous one (afterok).
+    for chain in lines:
+        print(" -> ".join(shlex.join(sbatch_command(spec, list_file, [n])) for n in chain))
     if dry_run:
         return 0
     write_run_list(list_file, runs)
-    if chains is None:
-        job = subprocess.run(cmds[0], check=True, capture_output=True, text=True).stdout.strip()
-        print(f"submitted job array {job} ({len(todo)} member(s)); runs listed in {list_file}")
-        return 0
-    for i, chain in zip(todo, chains):
-        after = None
-        jobs = []
+    for i, chain in zip(todo, lines):
+        jobs: list[str] = []
         for n in chain:
-            out = subprocess.run(sbatch_command(spec, list_file, [n], after), check=True, capture_output=True,
-                                 text=True).stdout.strip()
-            after = out.split(";")[0]
-            jobs.append(after)
+            out = subprocess.run(sbatch_command(spec, list_file, [n], jobs[-1] if jobs else None), check=True,
+                                 capture_output=True, text=True).stdout.strip()
+            jobs.append(out.split(";")[0])
         print(f"submitted member {i}: jobs {' -> '.join(jobs)} (afterok)")
     print(f"runs listed in {list_file}")
     return 0
