@@ -11,6 +11,12 @@ A sweep file (``conf/sweep/*.yaml``)::
       model.connector.kind: [bimamba, mlp]
     members:                          # and/or explicit members: a list of override lists
       - [model.connector.kind=mamba]  # (named from their overrides) or a mapping name -> list
+    evaluate:                         # `vau sweep eval`: each member's last export -> vau infer,
+      shards: /data/ecva/test/*.tar   # then one vau eval over all of them (a row per member)
+      infer: [infer=ecva]             # overrides of every member's vau infer
+      eval: [eval=ecva]               # overrides of the vau eval
+      members:                        # eval-only rows: another member's export, other infer settings
+        no_hard_prompt: {of: full, infer: [sampling=uniform]}
 
 A chained member trains each stage with the member's overrides and ``init_from`` = the same
 member's previous stage export, so an ablated architecture goes through every stage. Each run
@@ -30,7 +36,8 @@ from typing import Any
 import yaml
 from vau.errors import ConfigError
 
-_FIELDS = {"name", "experiment", "stages", "overrides", "grid", "members", "sbatch"}
+_FIELDS = {"name", "experiment", "stages", "overrides", "grid", "members", "sbatch", "evaluate"}
+_EVAL_FIELDS = {"shards", "infer", "eval", "members"}
 
 
 @dataclass
@@ -68,7 +75,29 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: 'stages' must be a list of experiment names")
     if not spec.get("grid") and not spec.get("members"):
         raise ConfigError(f"{path}: give a 'grid' and/or 'members'")
+    _check_evaluate(path, spec)
     return spec
+
+
+def _check_evaluate(path: str | Path, spec: dict[str, Any]) -> None:
+    ev = spec.get("evaluate")
+    if ev is None:
+        return
+    if not isinstance(ev, dict) or set(ev) - _EVAL_FIELDS:
+        raise ConfigError(f"{path}: 'evaluate' is a mapping with keys {sorted(_EVAL_FIELDS)}")
+    for key in ("infer", "eval"):
+        if not isinstance(ev.get(key) or [], list):
+            raise ConfigError(f"{path}: evaluate.{key} must be a list of key=value overrides")
+    labels = [m.name.removeprefix(f"{spec['name']}-") for m in members(spec)]
+    extra = ev.get("members") or {}
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{path}: evaluate.members is a mapping name -> {{of: MEMBER, infer: [...]}}")
+    for label, m in extra.items():
+        if not isinstance(m, dict) or set(m) - {"of", "infer"} or m.get("of") not in labels:
+            raise ConfigError(f"{path}: evaluate.members.{label} needs 'of' = one of the members "
+                              f"({', '.join(labels)}) and optionally 'infer' overrides")
+        if label in labels:
+            raise ConfigError(f"{path}: evaluate.members.{label} has the name of a trained member")
 
 
 def members(spec: dict[str, Any]) -> list[Member]:
@@ -112,6 +141,43 @@ def chain_runs(spec: dict[str, Any], member: Member, compose: Any) -> list[tuple
             overrides = [*overrides, f"init_from={Path(runs[-1][2].run.dir) / 'export'}"]
         runs.append((experiment, overrides, compose([f"experiment={experiment}", *overrides])))
     return runs
+
+
+@dataclass
+class EvalRow:
+    """One row of a sweep's results table: a member's last export, answered by `vau infer`."""
+
+    label: str
+    """Row name (the member's label: ``full``, or an eval-only member's, ``no_hard_prompt``)."""
+    model: Path
+    """The export it evaluates (the last stage of member ``of``)."""
+    of: str
+    """The trained member whose export it is."""
+    infer: list[str]
+    """Overrides of its `vau infer` (the sweep's, then the eval-only member's own)."""
+    ready: bool
+    """The export exists (the member's chain is done)."""
+
+
+def eval_rows(spec: dict[str, Any], ms: list[Member], plans: list[list[tuple[str, list[str], Any]]]) -> list[EvalRow]:
+    """Every trained member's row, then the eval-only members' (``evaluate.members``)."""
+    ev = spec.get("evaluate") or {}
+    common = list(ev.get("infer") or [])
+    rows, by_label = [], {}
+    for m, runs in zip(ms, plans):
+        label = m.name.removeprefix(f"{spec['name']}-")
+        last = runs[-1][2]
+        by_label[label] = (Path(last.run.dir) / "export", finished(last))
+        rows.append(EvalRow(label, by_label[label][0], label, common, by_label[label][1]))
+    for label, extra in (ev.get("members") or {}).items():
+        model, ready = by_label[extra["of"]]
+        rows.append(EvalRow(label, model, extra["of"], [*common, *(extra.get("infer") or [])], ready))
+    return rows
+
+
+def sweep_dir(spec: dict[str, Any], plans: list[list[tuple[str, list[str], Any]]]) -> Path:
+    """``<runs>/sweeps/<name>``: the run list, the members' answers and the results table."""
+    return Path(plans[0][-1][2].run.dir).parent / "sweeps" / spec["name"]
 
 
 def finished(cfg: Any) -> bool:

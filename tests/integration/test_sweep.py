@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -60,6 +61,43 @@ def test_table8_chains_local_then_rerun_starts_nothing(vau_cli, tmp_path):
     assert status.count("anomshield_stage3:done") == 4
     again = vau_cli("sweep", "conf/sweep/tiny_table8.yaml", "--local", *tiny).stdout
     assert "all 4 member(s) finished" in again and "== sweep" not in again
+    # The results table: each member's stage-3 export answers the val videos, plus the eval-only
+    # "- hard prompt" row (the full export with uniform frames); one vau eval, a row per member.
+    shards = str(data / "synth" / "shards" / "videos-val-*.tar")
+    vau_cli("sweep", "eval", "conf/sweep/tiny_table8.yaml", "--shards", shards, *tiny)
+    sweep = runs / "sweeps" / "tiny_table8"
+    results = json.loads((sweep / "eval" / "results.json").read_text())
+    rows = ["full", "no_soft_prompt", "extra_forward_mamba", "extra_no_st_embed", "no_hard_prompt"]
+    assert list(results["models"]) == rows
+    assert all({"detection", "classification", "description"} <= set(m["tasks"]) for m in results["models"].values())
+    table = (sweep / "eval" / "results.md").read_text()
+    assert all(f"| {r} |" in table for r in rows) and "Det. Acc" in table
+    full, uniform = ([json.loads(line) for line in (sweep / "infer" / r / "predictions.jsonl").open()]
+                     for r in ("full", "no_hard_prompt"))
+    assert sorted(r["id"] for r in full) == sorted(r["id"] for r in uniform)
+    assert {r["sampling"] for r in full} == {"hard_prompt"} and {r["sampling"] for r in uniform} == {"uniform"}
+    for r in ("full", "no_hard_prompt"):
+        info = json.loads((sweep / "infer" / r / "infer.json").read_text())
+        assert info["model"] == str(runs / "tiny_table8-full-anomshield_stage3" / "export")
+    status = vau_cli("sweep", "status", "conf/sweep/tiny_table8.yaml", *tiny).stdout
+    assert status.count("answers done") == 5 and "eval no_hard_prompt (export of full)" in status
+    rerun = vau_cli("sweep", "eval", "conf/sweep/tiny_table8.yaml", "--shards", shards, *tiny).stdout
+    assert rerun.count("answers already in") == 5  # answers are not recomputed; the table is rewritten
+
+
+def test_sweep_eval_members_are_checked(tmp_path, vau_cli):
+    f = tmp_path / "s.yaml"
+    base = "name: abl\nexperiment: tiny/lm\nmembers: {a: []}\n"
+    f.write_text(base + "evaluate: {members: {b: {of: c}}}\n")
+    with pytest.raises(ValueError, match=r"evaluate.members.b needs 'of' = one of the members \(a\)"):
+        load_sweep(f)
+    f.write_text(base + "evaluate: {shard: x}\n")
+    with pytest.raises(ValueError, match="'evaluate' is a mapping with keys"):
+        load_sweep(f)
+    f.write_text(base + "evaluate: {members: {b: {of: a}}}\n")
+    assert load_sweep(f)["evaluate"]["members"]["b"]["of"] == "a"
+    proc = vau_cli("sweep", "eval", str(f), check=False)
+    assert proc.returncode != 0 and "no test shards" in proc.stderr
 
 
 def test_paper_table8_composes_as_chains(vau_cli):

@@ -180,3 +180,53 @@ def test_pretrained_towers_load_from_local_hf_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.vision.pretrained"):
         AnomShieldModule(compose(["experiment=tiny/anomshield_stage1", f"model.vision.pretrained={tmp_path / 'no'}",
                                   "model.llm.pretrained=null"]))
+
+
+def _turns(question: str, answer: str) -> dict:
+    return {"conversations": [{"from": "human", "value": f"<video>\n{question}"}, {"from": "gpt", "value": answer},
+                              {"from": "human", "value": "And then?"}, {"from": "gpt", "value": "Nothing."}]}
+
+
+def test_validation_samples_answer_the_first_turn_of_the_first_clips_greedily_in_eval_mode():
+    from vau.data.media.video import frame_geometry, resize_normalize
+    from vau.data.text.tokenizer import build_tokenizer
+    from vau.families.anomshield.predict import generate_batch
+
+    mod = _module(["experiment=tiny/anomshield_stage3", "init_from=null"])
+    cfg, task, model = mod.cfg, mod.task, mod.model
+    _, mean, std = frame_geometry(cfg.data.decode)
+    raw = torch.randint(0, 256, (3, 4, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    batch = {"key": ["v0", "v1", "v2"], "pixel_values": torch.stack([resize_normalize(r, 32, mean, std) for r in raw]),
+             "annotation": [_turns("What happens?", "A fire."), _turns("Why?", "A spark."), _turns("Where?", "Here.")]}
+    model.train()  # dropout on (connector drop_path, LoRA dropout): the hook must switch it off
+    seen = []
+    hook = model.connector.register_forward_pre_hook(lambda mod, args: seen.append((mod.training, torch.is_grad_enabled())))
+    rows = task.validation_samples(model, batch, 2, max_new_tokens=6)
+    hook.remove()
+    assert seen == [(False, False)]  # the clips are encoded once, in eval mode, without autograd
+    assert model.training  # the mode it found is restored
+    assert [(r["id"], r["question"], r["reference"]) for r in rows] == [("v0", "What happens?", "A fire."),
+                                                                         ("v1", "Why?", "A spark.")]
+    model.eval()
+    with torch.no_grad():
+        want = generate_batch(model, cfg.model.template, build_tokenizer(cfg.model.llm),
+                              ["<video>\nWhat happens?", "<video>\nWhy?"], batch["pixel_values"][:2], {"max_new_tokens": 6})
+    assert [r["answer"] for r in rows] == want and all(want)
+    for row, frames in zip(rows, raw):
+        # the clip's 4 frames side by side, back in uint8 (32 px frames are not shrunk)
+        assert row["image"].dtype.name == "uint8" and row["image"].shape == (32, 4 * 32, 3)
+        assert (torch.from_numpy(row["image"]).int() - torch.cat(list(frames), dim=1).int()).abs().max() <= 1
+    assert len(task.validation_samples(model, batch, 8, max_new_tokens=2)) == 3 and not model.training
+    assert task.validation_samples(model, batch, 0, max_new_tokens=2) == []
+
+
+def test_frame_strip_subsamples_and_shrinks_large_clips():
+    from vau.data.media.video import frame_strip
+
+    # 10 frames, frame t filled with the value t/10 (mean 0, std 1: the values are the pixels)
+    clip = torch.arange(10, dtype=torch.float32).div(10).view(10, 1, 1, 1).expand(10, 3, 200, 100)
+    strip = frame_strip(clip, [0.0] * 3, [1.0] * 3)
+    assert strip.shape == (96, 4 * 48, 3)  # 4 frames, shrunk to 96 px high, aspect kept
+    # the centres of 4 equal segments of 10 frames: 1, 3, 6, 8
+    assert [int(strip[0, 48 * i + 1, 0]) for i in range(4)] == [round(255 * t / 10) for t in (1, 3, 6, 8)]
+    assert frame_strip(clip[:2], [0.0] * 3, [1.0] * 3).shape == (96, 2 * 48, 3)  # fewer frames: all of them

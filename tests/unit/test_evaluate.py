@@ -92,6 +92,24 @@ def test_rouge2_equals_torchmetrics(evaluated, model, rows, task):
     assert evaluated[1]["models"][model]["tasks"][task]["ROUGE-2"] == pytest.approx(float(want), abs=1e-6)
 
 
+@pytest.mark.parametrize("model,rows", [("a", MODEL_A), ("b", MODEL_B)])
+@pytest.mark.parametrize("task", ["description", "cause"])
+def test_paper_bleu_rouge_equal_the_reference_script_computation(evaluated, model, rows, task):
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+    from rouge_score.rouge_scorer import RougeScorer
+
+    got = evaluated[1]["models"][model]["tasks"][task]
+    preds, refs = _expected(rows, task)
+    # eval_bleu_rouge.py: get_bleu_score(response, answer), get_rouge_score(response, answer), mean over answers
+    scorer = RougeScorer(["rouge2", "rougeL"], use_stemmer=True)
+    bleu = [sentence_bleu([preds[k].split()], refs[k][0].split(), smoothing_function=SmoothingFunction().method1)
+            for k in preds]
+    rouge = [scorer.score(preds[k], refs[k][0]) for k in preds]
+    assert got["ECVA-BLEU"] == pytest.approx(sum(bleu) / len(bleu))
+    assert got["ECVA-ROUGE-2"] == pytest.approx(sum(r["rouge2"].fmeasure for r in rouge) / len(rouge))
+    assert got["ECVA-ROUGE-L"] == pytest.approx(sum(r["rougeL"].fmeasure for r in rouge) / len(rouge))
+
+
 def test_rouge2_closed_form_best_reference():
     # bigrams {the man, man runs} vs {the man, man falls}: P = R = F = 1/2; the unrelated reference scores 0.
     assert rouge2({"x": "the man runs"}, {"x": ["the man falls", "a dog barks"]}) == pytest.approx(0.5)
@@ -134,15 +152,25 @@ def test_outputs_markdown_and_wandb(evaluated):
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
     md = (out / "results.md").read_text()
     assert md == markdown_table(results)
-    caption, tasks = md.strip().split("\n\n")
+    caption, off, tasks, extra_label, extra = md.strip().split("\n\n")
     lines = caption.splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header == ["Model", *(f"{t} {c}" for t in ("description", "cause")
-                                 for c in ("BLEU", "ROUGE-2", "ROUGE-L", "METEOR", "CIDEr"))]
+    # the paper's Tabs. III-V columns that need no model or judge (the rest are off by default)
+    assert header == ["Model", *(f"{t} {c}" for t in ("description", "cause") for c in ("BLEU", "ROUGE-2", "ROUGE-L"))]
     row_a = [c.strip() for c in lines[2].strip("|").split("|")]
-    bleu4 = results["models"]["a"]["tasks"]["description"]["BLEU-4"]
-    assert row_a[:2] == ["a", f"{bleu4 * 100:.2f}"] and lines[3].startswith("| b |")
+    desc = results["models"]["a"]["tasks"]["description"]
+    assert row_a[:4] == ["a", *(f"{desc[k] * 100:.2f}" for k in ("ECVA-BLEU", "ECVA-ROUGE-2", "ECVA-ROUGE-L"))]
+    assert lines[3].startswith("| b |")
+    assert off == ("Not computed: BLEURT (metrics.bleurt=null), MoverScore (metrics.moverscore=null), "
+                   "UniEval (metrics.unieval=null), GPT (metrics.gpt_score=false), AnomEval (anomeval.enabled=false).")
     assert tasks.splitlines()[0] == "| Model | Cls. Acc | mIoU | R@0.3 | R@0.5 | R@0.7 | Det. Acc |"
+    assert extra_label == "Extra metrics (not in the paper):"
+    extra_header = [c.strip() for c in extra.splitlines()[0].strip("|").split("|")]
+    assert extra_header == ["Model", *(f"{t} {c}" for t in ("description", "cause")
+                                       for c in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr",
+                                                 "ROUGE-2 (no stem)", "ROUGE-1"))]
+    extra_a = [c.strip() for c in extra.splitlines()[2].strip("|").split("|")]
+    assert extra_a[4] == f"{desc['BLEU-4'] * 100:.2f}" and extra_a[6] == f"{desc['ROUGE-L'] * 100:.2f}"
     assert "| a | 50.00 | 38.89 | 66.67 | 66.67 | 0.00 | 33.33 |" in tasks
     assert len(list((out / "wandb").glob("offline-run-*"))) == 1
 
@@ -222,3 +250,45 @@ def test_wandb_off_has_one_spelling_and_the_old_one_still_works(caplog):
     assert "spelled 'disabled'" in caplog.text
     with pytest.raises(ConfigError, match=r"^logger.wandb.mode='off': expected offline, online, disabled$"):
         wandb_mode_of("off", "logger.wandb.mode")
+
+
+def _exported(tmp_path: Path, name: str, group: str | None, project: str = "proj") -> Path:
+    """Predictions of a run dir ``name`` (export/config.yaml, wandb/run_id) as `vau infer` leaves them."""
+    export = tmp_path / name / "export"
+    export.mkdir(parents=True)
+    wandb = {"project": project, **({"group": group} if group else {})}
+    (export / "config.yaml").write_text(json.dumps({"run": {"dir": f"runs/{name}"}, "logger": {"wandb": wandb}}))
+    (tmp_path / name / "config.yaml").write_text("{}")
+    (tmp_path / name / "wandb").mkdir()
+    (tmp_path / name / "wandb" / "run_id").write_text(f"id-{name}\n")
+    preds = tmp_path / f"{name}_infer"
+    write_predictions(preds, MODEL_A[:1], broken=False)
+    (preds / "infer.json").write_text(json.dumps({"family": "anomshield", "model": str(export)}))
+    return preds
+
+
+def test_eval_run_joins_the_group_its_models_share_else_none_with_a_log_line(tmp_path, caplog):
+    from vau.eval.evaluate import wandb_link
+
+    a, b, c = (_exported(tmp_path, n, g) for n, g in (("a", "abl"), ("b", "abl"), ("c", "other")))
+    bare = tmp_path / "bare"
+    write_predictions(bare, MODEL_A[:1], broken=False)  # no infer.json: no export to follow
+
+    def link(*preds: Path):
+        return wandb_link(_cfg(tmp_path, predictions=f"[{','.join(map(str, preds))}]"), [p.name for p in preds])
+
+    init, entries = link(a)
+    assert init == {"group": "abl", "project": "proj", "entity": None}
+    assert entries == {"export": str(tmp_path / "a" / "export"), "training_run": "id-a",
+                       "training_run_dir": str((tmp_path / "a").resolve()), "training_project": "proj"}
+    init, entries = link(a, b)
+    assert init["group"] == "abl" and entries["training_run"] == {"a_infer": "id-a", "b_infer": "id-b"}
+    with caplog.at_level(logging.INFO, logger="vau.eval"):
+        assert link(a, c)[0]["group"] is None
+        assert "joins no wandb group: the training runs are in different wandb groups" in caplog.text
+        caplog.clear()
+        init, entries = link(bare)
+        assert init == {"group": None, "project": "vau", "entity": None} and entries["export"] is None
+        assert "infer.json names no export" in caplog.text
+    # an explicit wandb_project wins over the training runs'
+    assert wandb_link(_cfg(tmp_path, predictions=f"[{a}]", wandb_project="mine"), ["a"])[0]["project"] == "mine"

@@ -180,6 +180,14 @@ def test_video_annotations_complete_and_consistent(data_root):
             assert answers["detection"] == "No." and "timestamp" not in answers
 
 
+def test_question_order_varies_so_every_task_is_asked_first(data_root):
+    # `vau infer` asks each question as the first turn; a fixed order would only ever train detection there.
+    firsts = {json.loads(m["json"])["conversations"][0]["task"] for m in _all_samples(data_root, "videos").values()}
+    assert len(firsts) >= 3, firsts
+    again = synth.make_video(SEED, 3).annotation["conversations"]
+    assert again == synth.make_video(SEED, 3).annotation["conversations"]  # the order is seeded
+
+
 def test_videos_decode_with_the_annotated_geometry(data_root):
     for members in _all_samples(data_root, "videos").values():
         meta = json.loads(members["json"])["meta"]

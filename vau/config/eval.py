@@ -121,8 +121,8 @@ class EvalConfig:
     """Output folder: results.json, results.md (+ what the family's evaluator writes)."""
     wandb: str = "offline"
     """wandb mode for the results table: offline, online or disabled."""
-    wandb_project: str = "vau"
-    """wandb project."""
+    wandb_project: Optional[str] = None
+    """wandb project; null = the evaluated models' training runs' (where their group is), else vau."""
     table_samples: int = 20
     """Sample predictions per model in the wandb table."""
     progress: Optional[bool] = None

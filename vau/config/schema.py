@@ -213,6 +213,10 @@ class LoggerConfig:
 
     wandb: WandbConfig = field(default_factory=WandbConfig)
     """wandb logger settings."""
+    val_samples: int = 4
+    """Held-out clips whose generated answers are logged at each validation (wandb table val/samples, val_samples.jsonl); 0 = none."""
+    val_samples_max_new_tokens: int = 48
+    """New tokens per validation-sample answer at most (greedy)."""
 
 
 @dataclass
@@ -247,7 +251,7 @@ class RunConfig:
     POSITIVE: ClassVar[tuple[str, ...]] = (
         "data.batch_size", "data.val_batch_size", "data.decode.frames", "ckpt.every_n_steps", "ckpt.keep",
         "trainer.accumulate_grad_batches", "trainer.log_every_n_steps", "trainer.num_nodes",
-        "data.bad_window", "data.first_good_within",
+        "data.bad_window", "data.first_good_within", "logger.val_samples_max_new_tokens",
     )
     """Keys that must be > 0 when set (0 would divide by zero or silently switch a feature off)."""
 
@@ -261,6 +265,9 @@ class RunConfig:
         workers = OmegaConf.select(cfg, "data.num_workers", default=0)
         if workers < 0:
             raise ConfigError(f"data.num_workers={workers}: expected 0 (load in the main process) or more")
+        samples = OmegaConf.select(cfg, "logger.val_samples", default=0)
+        if samples < 0:
+            raise ConfigError(f"logger.val_samples={samples}: expected 0 (none) or more")
         fraction = OmegaConf.select(cfg, "data.max_bad_fraction", default=None)
         if fraction is not None and not 0 < fraction <= 1:
             raise ConfigError(f"data.max_bad_fraction={fraction}: expected a fraction in (0, 1] (1 = never fail)")

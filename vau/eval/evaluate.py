@@ -245,17 +245,90 @@ def summary_metrics(results: dict) -> dict[str, float]:
             for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
+def training_run(predictions: str | Path) -> dict | None:
+    """The export and training run behind a predictions file, as its ``infer.json`` names them.
+
+    Returns:
+        ``{"export": absolute export folder, "run_dir", "run_id" (None: no wandb id kept),
+        "group", "project", "entity"}`` (the wandb settings of the export's ``config.yaml``),
+        or None when ``infer.json`` names no export (hand-written or older predictions) or the
+        export's config is gone.
+    """
+    import yaml
+
+    summary = predictions_file(predictions).parent / "infer.json"
+    try:
+        export = Path(json.loads(summary.read_text())["model"])
+        body = yaml.safe_load((export / "config.yaml").read_text()) or {}
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    run, w = body.get("run") or {}, (body.get("logger") or {}).get("wandb") or {}
+    # An export lives in its run dir (export/, best/, export.step-N/); run.dir may be relative
+    # to where training ran, so the export's parent is asked first.
+    dirs = [export.parent, *([Path(run["dir"])] if run.get("dir") else [])]
+    run_dir = next((d for d in dirs if (d / "wandb" / "run_id").is_file()), None)
+    if run_dir is None and (export.parent / "config.yaml").is_file():
+        run_dir = export.parent  # a run dir without wandb (logger=none): still the run it came from
+    has_id = run_dir is not None and (run_dir / "wandb" / "run_id").is_file()
+    return {"export": str(export), "run_dir": str(run_dir.resolve()) if run_dir else None,
+            "run_id": (run_dir / "wandb" / "run_id").read_text().strip() if has_id else None,
+            "group": w.get("group"), "project": w.get("project"), "entity": w.get("entity")}
+
+
+def _shared(links: dict[str, dict | None], key: str) -> Any:
+    """``key`` of every model's training run when they all have the same one, else None."""
+    values = {(link or {}).get(key) for link in links.values()}
+    return values.pop() if len(values) == 1 else None
+
+
+def wandb_link(cfg: Any, names: Sequence[str]) -> tuple[dict, dict]:
+    """``(wandb.init keyword arguments, config entries)`` tying the eval run to the training runs.
+
+    The eval run joins the training runs' wandb group (and project and entity: a group lives
+    in one project) when all evaluated models share one; else no group, said in a log line.
+    The config names each model's export folder (``export``) and training run (wandb id
+    ``training_run``, ``training_run_dir``, ``training_project``): plain values for one model,
+    by model name for several.
+    """
+    links = {name: training_run(path) for name, path in zip(names, cfg.predictions)}
+    group = _shared(links, "group")
+    if group is None:
+        why = ("the training runs are in different wandb groups (or none)" if len(links) > 1 else
+               "its training run has no wandb group (logger.wandb.group)" if links[names[0]] else
+               "infer.json names no export to follow to a training run")
+        log.info("vau eval: the eval run joins no wandb group: %s", why)
+    else:
+        log.info("vau eval: the eval run joins wandb group %s, its training run's", group)
+    project = cfg.wandb_project or _shared(links, "project") or "vau"
+    init = {"group": group, "project": project, "entity": _shared(links, "entity")}
+    entries = {key: {name: (link or {}).get(field) for name, link in links.items()}
+               for key, field in (("export", "export"), ("training_run", "run_id"), ("training_run_dir", "run_dir"),
+                                  ("training_project", "project"))}
+    if len(names) == 1:
+        entries = {key: by_name[names[0]] for key, by_name in entries.items()}
+    return init, entries
+
+
 def log_wandb(results: dict, samples: dict[str, list[dict]], evaluator: TaskEvaluator, cfg: Any, mode: str) -> None:
-    """One wandb run (``mode``, files under ``<out>/wandb``): summary metrics and a sample table."""
+    """One wandb run (``mode``, files under ``<out>/wandb``): summary metrics and a sample table,
+    in the training run's group with the evaluated export in its config (:func:`wandb_link`)."""
     import wandb
 
     table = wandb.Table(columns=["model", "id", *evaluator.sample_columns])
     for name, rows in samples.items():
         for r in rows:
             table.add_data(name, r["id"], *evaluator.sample(results, name, r))
-    run = wandb.init(project=cfg.wandb_project, mode=mode, dir=cfg.out, name=Path(cfg.out).resolve().name,
-                     job_type="eval", config=results["config"])
+    init, link = wandb_link(cfg, list(results["models"]))
+    run = wandb.init(**init, mode=mode, dir=cfg.out, name=Path(cfg.out).resolve().name,
+                     job_type="eval", config={**results["config"], **link})
     try:
+        if run.project_url:  # online: the training runs' pages (an offline run has no URL; its id links)
+            def url(run_id: str | None, project: str | None) -> str | None:
+                return f"{run.project_url}/runs/{run_id}" if run_id and project == run.project else None
+
+            ids, projects = link["training_run"], link["training_project"]
+            run.config.update({"training_run_url": url(ids, projects) if not isinstance(ids, dict)
+                               else {n: url(ids[n], projects[n]) for n in ids}})
         counters = {k: v for k, v in evaluator.stats().items() if isinstance(v, (int, float))}
         run.log({**summary_metrics(results), **counters, "samples": table})
     finally:

@@ -136,17 +136,19 @@ class InferModule(L.LightningModule):
         return len(records)
 
 
-def merge(out: Path, family: Optional[str] = None) -> dict:
+def merge(out: Path, family: Optional[str] = None, model: Optional[str | Path] = None) -> dict:
     """Merges the parts into ``predictions.jsonl`` (first record per id, sorted by id), removes
-    the parts, and writes ``infer.json``: answers and videos skipped (with reasons) over all ranks."""
+    the parts, and writes ``infer.json``: the family and export folder (``model``, absolute: `vau
+    eval` follows it to the training run) when given, answers and videos skipped (with reasons)
+    over all ranks."""
     records: dict[str, dict] = {}
     skipped = {}
     for rec in read_records(out, skipped):
         records.setdefault(rec["id"], rec)
     atomic_write_text(out / PREDICTIONS, "".join(json.dumps(records[k], ensure_ascii=False) + "\n"
                                                   for k in sorted(records)))
-    summary = {**({"family": family} if family else {}), "answers": len(records), "skipped_videos": len(skipped),
-               "skipped": skipped}
+    summary = {**({"family": family} if family else {}), **({"model": str(Path(model).resolve())} if model else {}),
+               "answers": len(records), "skipped_videos": len(skipped), "skipped": skipped}
     atomic_write_text(out / "infer.json", json.dumps(summary, indent=2) + "\n")
     for part in (out / PARTS).glob("rank*.jsonl"):
         part.unlink()
@@ -160,7 +162,7 @@ def run_infer(cfg: Any) -> Optional[Path]:
         NotFoundError: No export, shards or videos where the config says.
         ConfigError: Settings that do not fit the model (too many frames, unknown sampling).
     """
-    from vau.export import load_export
+    from vau.export import find_export, load_export
     from vau.families import get_family
     from vau.lit.trainer import build_predict_trainer
 
@@ -181,7 +183,7 @@ def run_infer(cfg: Any) -> Optional[Path]:
     trainer.predict(module, datamodule=InferData(predictor), return_predictions=False)
     trainer.strategy.barrier()
     if trainer.is_global_zero:
-        summary = merge(out, model_cfg.model.family)
+        summary = merge(out, model_cfg.model.family, find_export(cfg.model))
         log.info("%s: %d records, %d videos skipped (see infer.json), %.0f s",
                  out / PREDICTIONS, summary["answers"], summary["skipped_videos"], time.perf_counter() - t0)
         return out / PREDICTIONS

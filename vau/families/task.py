@@ -71,6 +71,18 @@ class Task:
         """Records of a batch for ``vau infer`` (JSON-able dicts, each with a unique ``"id"``)."""
         raise NotImplementedError(f"{type(self).__name__} has no predict")
 
+    def validation_samples(self, model: nn.Module, batch: Mapping[str, Any], limit: int, *,
+                           max_new_tokens: int, synced: bool = False) -> list[dict]:
+        """Generated answers for at most ``limit`` clips of a validation batch, for the run's log.
+
+        Each row: ``{"id", "image" (uint8 ``[H, W, 3]`` numpy or None), "question", "answer",
+        "reference"}``; greedy, at most ``max_new_tokens`` new tokens; the model is left in the
+        train/eval mode it had. ``synced``: every rank calls this together on its own batch
+        (ZeRO-3 partitions the weights), so generation must step all ranks in lockstep. The
+        default, for families without generation, logs nothing.
+        """
+        return []
+
     @classmethod
     def score(cls, records: list[dict]) -> dict[str, float]:
         """``vau eval``'s metrics of one predictions file (records from :meth:`predict`)."""

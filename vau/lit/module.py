@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import lightning as L
 import torch
@@ -17,10 +17,16 @@ from vau.lit.optim import build_optimizer, build_scheduler
 from vau.models.trainable import apply_trainable
 
 
+def partitioned(params: Iterable[nn.Parameter]) -> bool:
+    """Some of ``params`` are ZeRO-3-partitioned (DeepSpeed tags those with a ``ds_id``): every
+    forward pass then gathers weights from all ranks, so all ranks must run it."""
+    return any(hasattr(p, "ds_id") for p in params)
+
+
 @contextlib.contextmanager
 def gathered(params: list[nn.Parameter]) -> Iterator[None]:
     """Materialises ZeRO-3-partitioned parameters on every rank for the duration."""
-    if any(hasattr(p, "ds_id") for p in params):
+    if partitioned(params):
         import deepspeed
 
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None):

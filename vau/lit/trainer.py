@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from vau.lit.callbacks import BadSampleLogger, ExportBest, ExportOnEnd, ProgressLines, StepSeeder, ThroughputLogger
 from vau.lit.preemption import PreemptionHandler
+from vau.lit.samples import ValidationSamples
 from vau.lit.checkpoint import AtomicCheckpointIO, VauCheckpoint
 from vau.lit.strategies import build_strategy
 from vau.errors import ConfigError
@@ -116,6 +117,8 @@ def build_trainer(cfg: Any, run_dir: Path, conf_root: Path, loggers: Sequence, c
         cbs.append(ExportOnEnd(run_dir / "export"))
     if c.monitor:
         cbs.append(ExportBest(run_dir / "best", c.monitor, c.mode))
+    if cfg.logger.val_samples:
+        cbs.append(ValidationSamples(cfg.logger.val_samples, cfg.logger.val_samples_max_new_tokens, run_dir))
     bar, lines = _progress_bar(t.progress_bar, t.progress_every_n_steps or t.log_every_n_steps)
     cbs.extend(c for c in (bar, lines) if c is not None)
     cbs.extend(callbacks)

@@ -1,4 +1,5 @@
-"""Reading a run's offline wandb files back: which steps an earlier segment already logged.
+"""Reading a run's offline wandb files back: which steps an earlier segment already logged
+(and, for tests and tools, a run's history, group and config).
 
 wandb ships no reader for its ``.wandb`` transaction log (the Python one left with wandb-core),
 so this is the small part of the format we need (the LevelDB-style log of wandb's datastore):
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 _HEADER, _BLOCK, _RECORD_HEADER = 7, 32768, 7
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
@@ -47,8 +48,8 @@ def _records(path: Path) -> Iterator[bytes]:
             parts = b""
 
 
-def history(path: Path) -> Iterator[dict]:
-    """The history rows (``{key: value}``, ``_step`` included) of one ``.wandb`` file, in order."""
+def _parsed(path: Path) -> Iterator[Any]:
+    """The ``wandb_internal_pb2.Record`` messages of one ``.wandb`` file, in order."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     for raw in _records(path):
@@ -57,9 +58,33 @@ def history(path: Path) -> Iterator[dict]:
             record.ParseFromString(raw)
         except Exception:  # protobuf's DecodeError: a damaged record ends what can be trusted
             return
+        yield record
+
+
+def _items(items: Any) -> dict:
+    return {(item.key or "/".join(item.nested_key)): json.loads(item.value_json) for item in items}
+
+
+def history(path: Path) -> Iterator[dict]:
+    """The history rows (``{key: value}``, ``_step`` included) of one ``.wandb`` file, in order."""
+    for record in _parsed(path):
         if record.WhichOneof("record_type") == "history":
-            yield {(item.key or "/".join(item.nested_key)): json.loads(item.value_json)
-                   for item in record.history.item}
+            yield _items(record.history.item)
+
+
+def run_info(path: Path) -> dict:
+    """The run of one ``.wandb`` file: ``{"run_id", "project", "entity", "group", "job_type",
+    "config": {key: value}}``, the config as the run record and later config updates leave it."""
+    info: dict = {"config": {}}
+    for record in _parsed(path):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            r = record.run
+            info.update(run_id=r.run_id, project=r.project, entity=r.entity, group=r.run_group, job_type=r.job_type)
+            info["config"].update(_items(r.config.update))
+        elif kind == "config":
+            info["config"].update(_items(record.config.update))
+    return info
 
 
 def segments(wandb_dir: Path, run_id: str) -> list[Path]:
@@ -71,3 +96,12 @@ def last_logged_step(wandb_dir: Path, run_id: str) -> int | None:
     """The highest ``_step`` the run's earlier offline segments logged (None: nothing yet)."""
     steps = [row["_step"] for f in segments(wandb_dir, run_id) for row in history(f) if "_step" in row]
     return max(steps) if steps else None
+
+
+def artifacts(path: Path) -> list[dict]:
+    """The artifacts one ``.wandb`` file logs, in order (a logged ``wandb.Table`` holding media is
+    one, of type ``run_table``): ``{"type", "name", "files": {path in the artifact: local file}}``.
+    Offline, the local files are wandb's staged copies, which ``wandb sync`` uploads."""
+    return [{"type": record.artifact.type, "name": record.artifact.name,
+             "files": {c.path: c.local_path for c in record.artifact.manifest.contents}}
+            for record in _parsed(path) if record.WhichOneof("record_type") == "artifact"]

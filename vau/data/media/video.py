@@ -381,6 +381,39 @@ def resize_normalize(
     return ((x / 255.0 - m) / s).contiguous()
 
 
+STRIP_FRAMES = 4
+"""Frames of a clip a :func:`frame_strip` shows."""
+STRIP_HEIGHT = 96
+"""Height in pixels a :func:`frame_strip` is shrunk to (smaller frames keep their size)."""
+
+
+def frame_strip(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+                count: int = STRIP_FRAMES, height: int = STRIP_HEIGHT) -> np.ndarray:
+    """A small picture of a clip: ``count`` evenly spaced frames side by side.
+
+    Args:
+        frames: A clip as :func:`resize_normalize` returns it (``[T, 3, H, W]``, normalised).
+        mean: The per-channel mean it was normalised with.
+        std: The per-channel standard deviation it was normalised with.
+        count: Frames shown (fewer when the clip has fewer).
+        height: Frames taller than this are shrunk to it (aspect kept).
+
+    Returns:
+        ``uint8`` array ``[h, n * w, 3]`` (RGB).
+    """
+    from vau.data.media.sampling import uniform
+
+    x = frames.detach().float().cpu()[uniform(frames.shape[0], min(count, frames.shape[0]))]
+    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    x = (x * s + m).clamp(0, 1)
+    if x.shape[-2] > height:
+        x = F.interpolate(x, size=(height, max(1, round(x.shape[-1] * height / x.shape[-2]))), mode="bilinear",
+                          align_corners=False, antialias=True).clamp(0, 1)
+    # [n, 3, h, w] -> [h, n * w, 3]: frames left to right.
+    return (x * 255).round().to(torch.uint8).permute(2, 0, 3, 1).reshape(x.shape[-2], -1, 3).numpy()
+
+
 def _side(value: Any) -> int | None:
     if value is None:
         return None

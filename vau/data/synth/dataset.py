@@ -52,7 +52,7 @@ SOURCE = "synth"
 SETS = ("videos", "images")
 STAMP = "synth.json"
 """Settings of the last complete run, beside the shards."""
-VERSION = 1
+VERSION = 2
 """Bumped when the generator's output changes, so old data is not taken as current."""
 SPLITS = ("train", "val")
 
@@ -142,7 +142,7 @@ def make_video(seed: int, index: int, *, kind: str | None = None, split: str = "
     data = encode_mp4(render_video(scene), int(scene.fps), render_audio(scene, rng))
     meta = {**_meta(seed, index, split, scene), "fps": scene.fps, "duration": scene.duration,
             "num_frames": scene.num_frames}
-    return SynthSample(f"synth-video-{index:06d}", "video", "mp4", data, video_annotation(scene, meta), scene)
+    return SynthSample(f"synth-video-{index:06d}", "video", "mp4", data, video_annotation(scene, meta, rng), scene)
 
 
 def make_image(seed: int, index: int, *, split: str = "train") -> SynthSample:

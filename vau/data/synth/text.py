@@ -80,12 +80,15 @@ def _shape_list(scene: Scene) -> list[str]:
     return [f"a {a.name}" for a in scene.shapes]
 
 
-def video_annotation(scene: Scene, meta: dict) -> dict:
+def video_annotation(scene: Scene, meta: dict, rng: np.random.Generator | None = None) -> dict:
     """The full annotation of a synthetic video (see the module docstring for normal videos).
 
     Args:
         scene: The simulated scene.
         meta: Provenance stored under ``meta`` (source, seed, fps, duration, ...).
+        rng: Shuffles the order of the questions (default: the fixed order). `vau infer` asks
+            each question as the first turn, beside the video; a model that only ever saw the
+            detection question there cannot answer the others.
 
     Returns:
         An annotation that passes ``vau.data.shards.annotation.validate_annotation``.
@@ -124,6 +127,8 @@ def video_annotation(scene: Scene, meta: dict) -> dict:
         qa = _anomaly_qa(kind, slots, start, end)
     long = f"{setting} {story} {length}"
     qa.append(("description", "Describe what happens in the video.", long))
+    if rng is not None:
+        qa = [qa[i] for i in rng.permutation(len(qa))]
     return {
         "caption": short,
         "captions": [short, long],

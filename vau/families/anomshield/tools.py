@@ -89,11 +89,39 @@ class AnomShieldInferConfig(InferConfig):
 
 
 @dataclass
+class ECVAMetricsConfig:
+    """Tabs. III-V free-text metrics besides AnomEval: reference-code BLEU/ROUGE, BLEURT, MoverScore, UniEval, GPT."""
+
+    reference_code_order: bool = True
+    """BLEU and BLEURT as ECVA's scripts call them: the human answer scored as the candidate against the model's (false = the usual direction)."""
+    bleurt: Optional[str] = None
+    """Local BLEURT checkpoint folder in bleurt-pytorch's layout (e.g. BLEURT-20); null leaves the column out."""
+    moverscore: Optional[str] = None
+    """Local BERT-family folder MoverScore embeds with (moverscore_v2 uses distilbert-base-uncased); null leaves the column out."""
+    moverscore_idf: bool = True
+    """MoverScore with IDF weights over the scored texts (false = uniform weights)."""
+    unieval: Optional[str] = None
+    """Local UniEval T5 folder (ECVA uses MingZhong/unieval-fact; unieval-sum also works); null leaves the column out."""
+    unieval_dimensions: List[str] = field(default_factory=lambda: ["consistency"])
+    """UniEval dimensions averaged into the column (consistency, as ECVA; also fluency, coherence, relevance)."""
+    gpt_score: bool = False
+    """Rate each answer 0-5 with the anomeval judge and ECVA's GPT prompts (one judge call per answer and aspect)."""
+    gpt_aspects: List[str] = field(default_factory=lambda: ["correctness"])
+    """GPT prompts averaged into the column: correctness, detail, context, temporal."""
+    device: str = "cpu"
+    """Torch device of the BLEURT / MoverScore / UniEval models (cpu, cuda, cuda:1)."""
+    batch_size: int = 16
+    """Texts per forward pass of those models."""
+
+
+@dataclass
 class AnomShieldEvalConfig(EvalConfig):
     """`vau eval` of AnomShield answers: caption metrics and AnomEval (free text), accuracy / IoU (the rest)."""
 
     caption_tasks: List[str] = field(default_factory=lambda: list(FREE_TEXT_TASKS))
-    """Tasks scored with caption metrics (BLEU, ROUGE-2, ROUGE-L, METEOR, CIDEr)."""
+    """Tasks scored with the free-text metrics (the paper's BLEU, ROUGE-2, ROUGE-L, ...; pycocoevalcap's as extras)."""
+    metrics: ECVAMetricsConfig = field(default_factory=ECVAMetricsConfig)
+    """Free-text metrics of the paper's Tabs. III-V besides AnomEval."""
     anomeval: AnomEvalConfig = field(default_factory=AnomEvalConfig)
     """AnomEval settings."""
 
