@@ -364,3 +364,24 @@ def test_cli_default_out_is_vau_data(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "root" / "synth" / "shards").glob("*.tar")) == [
         "images-train-000000.tar", "videos-train-000000.tar", "videos-val-000000.tar"]
+
+
+@pytest.mark.parametrize("kind", ["collision", "fall", "sudden_run"])
+def test_each_anomaly_leaves_a_mark_a_still_frame_shows(kind):
+    # Sparks while the shapes stand in contact, dust after the landing, a trail while running:
+    # drawn only around the event, never counted as a shape of the scene.
+    from vau.data.synth.events import DUST_RGB, SPARK_RGB
+    from vau.data.synth.render import render_frame
+
+    for index in range(3):
+        scene = synth.make_video(SEED, index, kind=kind).scene
+        start, end = scene.event.start, scene.event.end
+        effects = [a for a in scene.actors if a.shape not in synth.scene.SHAPES]
+        assert effects and all(a not in scene.shapes for a in effects)
+        if kind == "sudden_run":
+            assert all(a.visible[i] == (start <= t < end) for a in effects for i, t in enumerate(scene.times))
+            continue
+        rgb, window = (SPARK_RGB, (start, end + 1e-9)) if kind == "collision" else (DUST_RGB, (end, end + 1.5))
+        for i, t in enumerate(scene.times):
+            marked = int((render_frame(scene, i) == rgb).all(-1).sum())
+            assert (marked > 4) == (window[0] <= t < window[1]), (kind, index, t, marked)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vau.data.synth.scene import FLAME_COLOURS, Actor, Event, Scene, reflect, region
+from vau.data.synth.scene import BACKGROUNDS, COLOURS, FLAME_COLOURS, Actor, Event, Scene, reflect, region
 
 Simulate = Callable[[Scene, np.random.Generator, float, float], Event]
 
@@ -67,6 +67,27 @@ def event(name: str, **fields) -> Callable[[Simulate], Simulate]:
     return deco
 
 
+# Colours of the event effects: none is a shape colour, so an effect is never taken for a shape.
+SPARK_RGB = (255, 250, 170)
+DUST_RGB = (175, 150, 115)
+TRAIL_LAGS = (2, 4)
+"""Frames each ghost of a running shape's motion trail lags behind it."""
+
+
+def _effect(scene: Scene, shape: str, size: float, xy: np.ndarray, rgb: tuple[int, int, int] | np.ndarray,
+            visible: np.ndarray) -> int:
+    """Adds an effect actor (not a shape of the scene) and returns its index.
+
+    Each anomaly leaves a mark that a single frame shows (sparks where shapes crash, dust where
+    one lands, a motion trail behind one that runs), as real anomalies are mostly seen in
+    still frames; without one, 4-8 sampled frames of two small shapes rarely tell the classes apart.
+    """
+    n = scene.num_frames
+    colour = np.broadcast_to(np.asarray(rgb, np.uint8), (n, 3)).copy()
+    scene.actors.append(Actor(shape, shape, size, xy[0].copy(), np.zeros(2), xy, colour, np.ones(n), visible))
+    return len(scene.actors) - 1
+
+
 def _pick(rng: np.random.Generator, scene: Scene, count: int) -> list[int]:
     return [int(i) for i in rng.choice(len(scene.actors), size=count, replace=False)]
 
@@ -105,6 +126,8 @@ def _collision(scene: Scene, rng: np.random.Generator, start: float, end: float)
         after = reflect(contact, sign * unit * rebound, np.clip(t - end, 0, None), lo, hi)
         # Before: closing in; during [start, end]: stopped in contact; after: bouncing apart.
         actor.xy = np.where((t < start)[:, None], before, after)
+    _effect(scene, "spark", a.size + b.size + float(rng.uniform(2.0, 4.0)), np.tile(meet, (scene.num_frames, 1)), SPARK_RGB,
+            (t >= start) & (t <= end))  # as long as the shapes stand in contact
     return Event("collision", start, end, (ia, ib))
 
 
@@ -120,7 +143,7 @@ def _collision(scene: Scene, rng: np.random.Generator, start: float, end: float)
 )
 def _fire(scene: Scene, rng: np.random.Generator, start: float, end: float) -> Event:
     n = scene.num_frames
-    size = float(rng.uniform(5.0, 7.0))
+    size = float(rng.uniform(9.0, 12.0))
     flame = Actor("flame", "orange", size, np.zeros(2), np.zeros(2), np.zeros((n, 2)),
                   np.zeros((n, 3), np.uint8), np.ones(n), np.zeros(n, bool))
     lo, hi = flame.bounds(scene.width, scene.height)
@@ -158,6 +181,8 @@ def _fall(scene: Scene, rng: np.random.Generator, start: float, end: float) -> E
     actor.xy = reflect(actor.start, actor.velocity, np.minimum(t, start), lo, hi)
     progress = np.clip((t - start) / (end - start), 0.0, 1.0)
     actor.xy[:, 1] = top + (hi[1] - top) * progress**2  # accelerating, like gravity
+    floor = np.tile([actor.xy[-1, 0], scene.height - 2.0], (scene.num_frames, 1))
+    _effect(scene, "dust", float(rng.uniform(5.0, 7.0)), floor, DUST_RGB, (t >= end) & (t < end + 1.5))
     return Event("fall", start, end, (i,))
 
 
@@ -179,4 +204,10 @@ def _sudden_run(scene: Scene, rng: np.random.Generator, start: float, end: float
     # Same path as its calm drift, but its clock runs `factor` times faster during the span.
     warped = t + (factor - 1.0) * np.clip(t - start, 0.0, end - start)
     actor.xy = reflect(actor.start, actor.velocity, warped, *actor.bounds(scene.width, scene.height))
+    bg = np.array(BACKGROUNDS[scene.background], float)
+    for k, lag in enumerate(TRAIL_LAGS):  # fainter the further behind
+        fade = 0.55 - 0.2 * k
+        rgb = (fade * np.asarray(COLOURS[actor.colour], float) + (1 - fade) * bg).astype(np.uint8)
+        xy = np.concatenate([np.repeat(actor.xy[:1], lag, 0), actor.xy[:-lag]])
+        _effect(scene, f"ghost_{actor.shape}", actor.size, xy, rgb, (t >= start) & (t < end))
     return Event("sudden_run", start, end, (i,))

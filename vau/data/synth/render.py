@@ -16,7 +16,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from vau.data.synth.scene import BACKGROUNDS, Scene
+from vau.data.synth.scene import BACKGROUNDS, SHAPES, Scene
 
 SAMPLE_RATE = 16000
 TONE_HZ = 880.0
@@ -51,13 +51,39 @@ def _flame(dx: np.ndarray, dy: np.ndarray, s: float) -> np.ndarray:
     return _circle(dx, dy - 0.3 * s, 0.7 * s) | _triangle(dx, dy + 0.2 * s, 0.9 * s)
 
 
-MASKS: dict[str, Mask] = {"circle": _circle, "square": _square, "triangle": _triangle, "flame": _flame}
+def _spark(dx: np.ndarray, dy: np.ndarray, s: float) -> np.ndarray:
+    # A four-pointed burst: two crossed bars and a round core.
+    return (((np.abs(dx) <= s) & (np.abs(dy) <= s / 4)) | ((np.abs(dy) <= s) & (np.abs(dx) <= s / 4))
+            | _circle(dx, dy, s / 2))
+
+
+def _dust(dx: np.ndarray, dy: np.ndarray, s: float) -> np.ndarray:
+    # A flat cloud on the floor: an ellipse 1.6 s wide, 0.6 s high (half axes).
+    return (dx / 1.6) ** 2 + (dy / 0.6) ** 2 <= s**2
+
+
+MASKS: dict[str, Mask] = {"circle": _circle, "square": _square, "triangle": _triangle, "flame": _flame,
+                          "spark": _spark, "dust": _dust,
+                          **{f"ghost_{k}": m for k, m in (("circle", _circle), ("square", _square), ("triangle", _triangle))}}
+"""Shapes, and the event effects (flame, spark, dust, the motion trail's ghosts)."""
+
+
+def _layer(scene: Scene, i: int, involved: set[int]) -> int:
+    """Drawing order: other shapes, motion ghosts and sparks (behind the crashing shapes: they
+    burst out around them), the event's shapes, then flames and dust on top."""
+    shape = scene.actors[i].shape
+    if shape.startswith("ghost_") or shape == "spark":
+        return 1
+    if shape in SHAPES:
+        return 2 if i in involved else 0
+    return 3
 
 
 def render_frame(scene: Scene, index: int) -> np.ndarray:
     """Draws frame ``index`` of a scene.
 
-    Shapes involved in the event are drawn last, so other shapes never hide the event.
+    Shapes involved in the event are drawn after the others, and its flame or dust last, so
+    nothing hides the event.
 
     Returns:
         ``uint8`` array ``[H, W, 3]`` (RGB).
@@ -66,7 +92,7 @@ def render_frame(scene: Scene, index: int) -> np.ndarray:
     img[:] = BACKGROUNDS[scene.background]
     ys, xs = np.mgrid[0 : scene.height, 0 : scene.width] + 0.5  # pixel centres
     involved = set(scene.event.actors) if scene.event else set()
-    for i in sorted(range(len(scene.actors)), key=lambda i: i in involved):
+    for i in sorted(range(len(scene.actors)), key=lambda i: _layer(scene, i, involved)):
         actor = scene.actors[i]
         if not actor.visible[index]:
             continue

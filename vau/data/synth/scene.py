@@ -42,7 +42,11 @@ EXTENTS: dict[str, tuple[float, float, float, float]] = {
     "square": (1.0, 1.0, 1.0, 1.0),
     "triangle": (0.866, 0.866, 1.0, 0.5),
     "flame": (0.8, 0.8, 1.3, 1.0),
+    "spark": (1.0, 1.0, 1.0, 1.0),
+    "dust": (1.6, 1.6, 0.6, 0.6),
 }
+# A motion trail's ghosts reach as far as the shape they follow.
+EXTENTS.update({f"ghost_{k}": EXTENTS[k] for k in SHAPES})
 
 # Reach along the horizontal and vertical lines through the centre (left, right, top, bottom):
 # where two shapes meeting head-on touch. Only the triangle differs (its sides slope inwards).
@@ -63,7 +67,8 @@ class Actor:
     """One shape and its state on every frame.
 
     Attributes:
-        shape: A key of ``EXTENTS`` (``flame`` only for the fire event).
+        shape: A key of ``EXTENTS``: a shape of ``SHAPES``, or an event effect (``flame``,
+            ``spark``, ``dust``, ``ghost_<shape>``), which is not a shape of the scene.
         colour: Colour name (a key of ``COLOURS``, or ``orange`` for flames).
         size: Base size in pixels.
         start: Position ``(x, y)`` at time 0 of its calm drift.
