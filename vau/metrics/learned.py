@@ -36,6 +36,15 @@ def _folder(path: str | Path | None, key: str, what: str) -> Path:
     return p
 
 
+def _local_model(auto_model: Any, path: Path, device: str) -> tuple[Any, Any]:
+    """Tokenizer and model (eval mode, on ``device``) of a local folder: no hub, no remote code."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    model = auto_model.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    return tok, model.to(device).eval()
+
+
 def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), max(1, size)):
         yield items[i:i + max(1, size)]
@@ -213,11 +222,9 @@ class MoverScorer:
         self._tok: Any = None
 
     def _load(self) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
-        self._tok = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True, trust_remote_code=False)
-        self._model = AutoModel.from_pretrained(str(self.path), local_files_only=True,
-                                                trust_remote_code=False).to(self.device).eval()
+        self._tok, self._model = _local_model(AutoModel, self.path, self.device)
         limits = [self._tok.model_max_length, getattr(self._model.config, "max_position_embeddings", 512)]
         self.max_len = min(int(x) for x in limits if x and x < 10**6)
 
@@ -334,11 +341,9 @@ class UniEvalScorer:
         self._tok: Any = None
 
     def _load(self) -> None:
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoModelForSeq2SeqLM
 
-        self._tok = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True, trust_remote_code=False)
-        self._model = AutoModelForSeq2SeqLM.from_pretrained(str(self.path), local_files_only=True,
-                                                            trust_remote_code=False).to(self.device).eval()
+        self._tok, self._model = _local_model(AutoModelForSeq2SeqLM, self.path, self.device)
         self.yes_id = self._tok("Yes")["input_ids"][0]
         self.no_id = self._tok("No")["input_ids"][0]
 
