@@ -29,7 +29,7 @@ def _smollm_dir() -> Path:
 
 
 def test_real_lm_in_anomshield_trains_lora_and_generates():
-    cfg = compose(["experiment=tiny/anomshield_stage3", f"model.llm.pretrained={_smollm_dir()}",
+    cfg = compose(["experiment=tiny/anomshield_stage3", f"model.llm.pretrained={_smollm_dir()}", "model.vision.pretrained=null",
                    f"model.llm.gguf_file={GGUF}", "model.llm.lora.target_modules=[q_proj,v_proj]",
                    "model.connector.drop_path=0.0", "model.llm.lora.dropout=0.0"])
     torch.manual_seed(0)

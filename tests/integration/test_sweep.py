@@ -43,7 +43,7 @@ def test_table8_chains_local_then_rerun_starts_nothing(vau_cli, tmp_path):
 
     data = tmp_path / "data"
     vau_cli("synth", "--out", str(data), "--videos", "12", "--images", "12")
-    tiny = ["model.llm.pretrained=null", f"data.root={data}", *TINY]
+    tiny = ["model.llm.pretrained=null", "model.vision.pretrained=null", f"data.root={data}", *TINY]
     out = vau_cli("sweep", "conf/sweep/tiny_table8.yaml", "--local", *tiny).stdout
     assert out.count(" todo ") == 4 and out.count("== sweep tiny_table8 member") == 4
     runs = tmp_path / "runs"
@@ -163,7 +163,7 @@ def test_chained_member_as_slurm_jobs_linked_by_afterok(vau_cli, tmp_path):
     vau_cli("synth", "--out", str(data), "--videos", "12", "--images", "12")
     f = tmp_path / "chain.yaml"
     f.write_text("name: chain\nstages: [tiny/anomshield_stage1, tiny/anomshield_stage2]\n"
-                 f"overrides: [trainer.max_steps=3, model.llm.pretrained=null, 'data.root={data}', "
+                 f"overrides: [trainer.max_steps=3, model.llm.pretrained=null, model.vision.pretrained=null, 'data.root={data}', "
                  "trainer.progress_bar=none, logger.wandb.mode=disabled]\nmembers: {one: []}\n"
                  f"sbatch: [--ntasks-per-node=1, --cpus-per-task=1, --gpus-per-node=0, '--output={tmp_path}/%x-%A_%a.out']\n")
     out = vau_cli("sweep", str(f)).stdout

@@ -43,7 +43,7 @@ def trained(tmp_path_factory):
         mp.setenv("WANDB_MODE", "offline")
         mp.setenv("WANDB_DATA_DIR", str(root / "wandb_data"))  # wandb's staged table files: not in $HOME
         cfg = compose(["experiment=tiny/anomshield_stage3", f"data.root={root / 'data'}", f"run.dir={run}",
-                       "model.llm.pretrained=null", "init_from=null", "trainer.max_steps=4",
+                       "model.llm.pretrained=null", "model.vision.pretrained=null", "init_from=null", "trainer.max_steps=4",
                        "trainer.val_check_interval=2", "optim.total_steps=4", "ckpt.every_n_steps=4",
                        f"logger.wandb.group={GROUP}", f"logger.wandb.project={PROJECT}",
                        f"logger.val_samples={SAMPLES}", f"logger.val_samples_max_new_tokens={TOKENS}",
@@ -166,7 +166,7 @@ def test_zero3_generates_on_every_rank_in_lockstep_and_rank_0_logs(trained, tmp_
     run_vau(tmp_path / "runs", "train", "experiment=tiny/anomshield_stage3", "trainer=deepspeed_zero3",
             f"trainer.deepspeed.config={tmp_path / 'zero3.json'}",
             "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true", f"data.root={cfg.data.root}",
-            f"run.dir={run}", "model.llm.pretrained=null", "init_from=null", "trainer.max_steps=2",
+            f"run.dir={run}", "model.llm.pretrained=null", "model.vision.pretrained=null", "init_from=null", "trainer.max_steps=2",
             "trainer.val_check_interval=2", "optim.total_steps=2", "ckpt.every_n_steps=2", "logger.wandb.mode=disabled",
             f"logger.val_samples={SAMPLES}", f"logger.val_samples_max_new_tokens={TOKENS}", "trainer.progress_bar=none")
     rows = [json.loads(line) for line in (run / SAMPLES_FILE).read_text().splitlines()]

@@ -35,7 +35,7 @@ def _sbatch(tmp_path: Path, *args: str, wait: bool = True, script: str = "stage3
 def test_sbatch_stage3_tiny_completes_with_checkpoint_and_export(vau_cli, tmp_path):
     vau_cli("synth", "--out", str(tmp_path / "data"), "--videos", "6", "--images", "6")
     _sbatch(tmp_path, "experiment=tiny/anomshield_stage3", "trainer=cpu", "init_from=null",
-            "model.llm.pretrained=null", "trainer.max_steps=4", *QUIET)
+            "model.llm.pretrained=null", "model.vision.pretrained=null", "trainer.max_steps=4", *QUIET)
     run = tmp_path / "runs" / "tiny_anomshield_stage3"
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert (run / "export" / "model.safetensors").is_file() and (run / "export" / "adapter").is_dir()

@@ -18,7 +18,7 @@ BASE_PREFIXES = ("temporal_embed", "spatial_embed", "connector.", "projector.")
 def _module(overrides: list[str]) -> AnomShieldModule:
     # Random-init LLM: the tiny stages' stage-0 LLM export is not needed to check structure.
     torch.manual_seed(0)
-    return AnomShieldModule(compose([*overrides, "model.llm.pretrained=null"]))
+    return AnomShieldModule(compose([*overrides, "model.llm.pretrained=null", "model.vision.pretrained=null"]))
 
 
 def _trainable(m: AnomShieldModule) -> list[str]:
@@ -148,7 +148,7 @@ def test_stage_handoff_loads_previous_export(tmp_path):
 
 
 def test_missing_previous_stage_is_a_clear_error(vau_cli, tmp_path):
-    proc = vau_cli("train", "experiment=tiny/anomshield_stage2", f"data.root={tmp_path}", "model.llm.pretrained=null",
+    proc = vau_cli("train", "experiment=tiny/anomshield_stage2", f"data.root={tmp_path}", "model.llm.pretrained=null", "model.vision.pretrained=null",
                    check=False)
     assert proc.returncode == 2
     assert "tiny_anomshield_stage1/export" in proc.stderr and proc.stderr.count("\n") == 1
@@ -179,7 +179,7 @@ def test_pretrained_towers_load_from_local_hf_folders(tmp_path):
         assert torch.equal(dict(m.llm.named_parameters())[name], p), name
     with pytest.raises(FileNotFoundError, match="model.vision.pretrained"):
         AnomShieldModule(compose(["experiment=tiny/anomshield_stage1", f"model.vision.pretrained={tmp_path / 'no'}",
-                                  "model.llm.pretrained=null"]))
+                                  "model.llm.pretrained=null", "model.vision.pretrained=null"]))
 
 
 def _turns(question: str, answer: str) -> dict:

@@ -99,7 +99,7 @@ def test_anomshield_training_rejects_a_sample_without_its_target_before_decoding
     from vau.families.anomshield.data import AnomShieldDecoder, visual_tokens
     from vau.data.text.tokenizer import build_tokenizer
 
-    cfg = compose(["experiment=tiny/anomshield_stage1", "model.llm.pretrained=null", f"data.root={tmp_path}",
+    cfg = compose(["experiment=tiny/anomshield_stage1", "model.llm.pretrained=null", "model.vision.pretrained=null", f"data.root={tmp_path}",
                    "data.target=conversations"])
     dec = AnomShieldDecoder(cfg, build_tokenizer(cfg.model.llm), visual_tokens(cfg), train=True)
     # The mp4 is not a video: a check made after decoding would fail on it instead.

@@ -56,7 +56,7 @@ def test_batched_left_padded_generation_equals_one_by_one():
     from vau.lit.module import VauModule as AnomShieldModule
 
     torch.manual_seed(0)
-    cfg = compose(["experiment=tiny/anomshield_stage1", "model.llm.pretrained=null", "model.template=mistral"])
+    cfg = compose(["experiment=tiny/anomshield_stage1", "model.llm.pretrained=null", "model.vision.pretrained=null", "model.template=mistral"])
     model = AnomShieldModule(cfg).model.eval()
     tok = build_tokenizer(cfg.model.llm)
     questions = ["Why?", "<video>\nWhat is the result of the anomaly in this long question?", "When does it happen?"]

@@ -132,6 +132,13 @@ FAMILIES.register("lm", Family(
 ))
 # Earlier spelling of `lm` with `data.pipeline=text` (saved configs and experiments still say it).
 FAMILIES.register("lm_text", FAMILIES.get("lm").with_default_data("text"))
+# A CLIP vision tower trained as a clip classifier: the CPU demo's stand-in for CLIP's pretraining.
+FAMILIES.register("clip_vision", Family(
+    config="vau.families.clip_vision.config:ClipVisionRunConfig",
+    task="vau.families.clip_vision.task:ClipVisionTask",
+    data={"shards": Pipeline("vau.families.clip_vision.config:ClipVisionDataConfig",
+                             "vau.families.clip_vision.data:ClipVisionDataModule")},
+))
 # ECVA's AnomShield video LLM; its three curriculum stages are configs
 # (conf/experiment/anomshield/stage{1,2,3}.yaml and the tiny twins).
 FAMILIES.register("anomshield", Family(

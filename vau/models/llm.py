@@ -98,3 +98,27 @@ def apply_lora(model: nn.Module, lora: Any) -> nn.Module:
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=target, task_type="CAUSAL_LM"
     )
     return get_peft_model(model, peft_cfg)
+
+
+def answer_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy averaged within each answer (a run of supervised labels), then over answers.
+
+    HF's loss averages over every supervised token of the batch, so a paragraph outweighs a
+    one-word answer by its length (50x under a byte tokenizer); here each answer weighs the same.
+    """
+    from vau.constants import IGNORE_INDEX
+
+    target = labels[:, 1:]
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), target,
+                                           ignore_index=IGNORE_INDEX, reduction="none")
+    mask = target != IGNORE_INDEX
+    if not mask.any():
+        return ce.sum() * 0.0  # no supervised token: a zero that keeps the graph
+    starts = mask & ~torch.nn.functional.pad(mask[:, :-1], (1, 0), value=False)
+    row = torch.arange(mask.shape[0], device=mask.device)[:, None] * mask.shape[1]
+    answer = (starts.long().cumsum(1) + row)[mask]  # an id per answer, batch-wide
+    _, index = answer.unique(return_inverse=True)
+    n = int(index.max()) + 1
+    sums = ce.new_zeros(n).index_add_(0, index, ce[mask])
+    counts = ce.new_zeros(n).index_add_(0, index, torch.ones_like(ce[mask]))
+    return (sums / counts).mean()

@@ -52,7 +52,7 @@ SOURCE = "synth"
 SETS = ("videos", "images")
 STAMP = "synth.json"
 """Settings of the last complete run, beside the shards."""
-VERSION = 3
+VERSION = 4
 """Bumped when the generator's output changes, so old data is not taken as current."""
 SPLITS = ("train", "val")
 

@@ -18,7 +18,7 @@ from vau.data.text.tokenizer import Tokenizer
 from vau.registry import Registry
 from vau.errors import ConfigError
 
-_PLACEHOLDER = re.compile(r"<video>|<image>")
+PLACEHOLDER = re.compile(r"<video>|<image>")
 
 Turn = tuple[str, str]
 """(human prompt, assistant answer)."""
@@ -36,7 +36,7 @@ class Example:
 
 def _prompt_ids(text: str, tok: Tokenizer, n_visual: int) -> list[int]:
     ids: list[int] = []
-    parts = _PLACEHOLDER.split(text)
+    parts = PLACEHOLDER.split(text)
     for i, part in enumerate(parts):
         if i:
             ids += [VISUAL_TOKEN] * n_visual
@@ -47,7 +47,7 @@ def _prompt_ids(text: str, tok: Tokenizer, n_visual: int) -> list[int]:
 
 def _with_placeholder(turns: Sequence[Turn], n_visual: int) -> list[Turn]:
     turns = list(turns)
-    if n_visual and turns and not any(_PLACEHOLDER.search(h) for h, _ in turns):
+    if n_visual and turns and not any(PLACEHOLDER.search(h) for h, _ in turns):
         # Samples without an explicit placeholder still show the visual input first (LLaVA).
         turns[0] = ("<video>\n" + turns[0][0], turns[0][1])
     return turns

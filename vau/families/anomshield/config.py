@@ -10,6 +10,11 @@ from vau.config.schema import ModelConfig, RunConfig
 from vau.errors import ConfigError
 from vau.models.settings import CausalLMSection, ConnectorSection, VisionSection
 
+TURNS = ("all", "one")
+"""Values of ``data.turns``."""
+LOSS_REDUCTIONS = ("token", "answer")
+"""Values of ``model.loss``: over all answer tokens of a batch, or per answer first."""
+
 
 @dataclass
 class AnomShieldModelConfig(ModelConfig):
@@ -29,6 +34,8 @@ class AnomShieldModelConfig(ModelConfig):
     """The language model (+ LoRA)."""
     template: str = "plain"
     """Conversation template: plain (stages 1-2) or mistral (stage 3)."""
+    loss: str = "token"
+    """token: HF's mean over the batch's answer tokens (as ECVA); answer: each answer averaged first, so "Yes." weighs as a paragraph."""
 
 
 @dataclass
@@ -41,6 +48,8 @@ class AnomShieldDataConfig(ShardDataConfig):
     """Human prompt paired with caption targets (unused by the plain template)."""
     max_length: int = 3000
     """Tokens per example at most (visual tokens included)."""
+    turns: str = "all"
+    """all: a conversation is one example; one: one of its question/answer pairs (drawn per sample and epoch), asked alone as `vau infer` asks."""
 
 
 @dataclass
@@ -54,6 +63,10 @@ class AnomShieldRunConfig(RunConfig):
     def check(cls, cfg: Any) -> None:
         """Also: a clip fits the temporal embedding table (checked before the model is built)."""
         super().check(cfg)
+        if cfg.model.loss not in LOSS_REDUCTIONS:
+            raise ConfigError(f"model.loss={cfg.model.loss!r}: expected one of {', '.join(LOSS_REDUCTIONS)}")
+        if cfg.data.turns not in TURNS:
+            raise ConfigError(f"data.turns={cfg.data.turns!r}: expected one of {', '.join(TURNS)}")
         frames, table = cfg.data.decode.frames, cfg.model.max_frames
         if frames > table:
             raise ConfigError(f"data.decode.frames={frames} exceeds model.max_frames={table} (the temporal "

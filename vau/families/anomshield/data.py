@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from vau.constants import IGNORE_INDEX
-from vau.data.text.conversation import TEMPLATES, truncate, turns_from_annotation
-from vau.data.media.decode import SampleDecoder
+from vau.data.text.conversation import PLACEHOLDER, TEMPLATES, truncate, turns_from_annotation
+from vau.data.media.decode import SampleDecoder, sample_rng
 from vau.data.loading.shard_datamodule import ShardDataModule
 from vau.data.text.tokenizer import Tokenizer, build_tokenizer
 
@@ -30,6 +31,7 @@ class AnomShieldDecoder:
         self.template = TEMPLATES.get(cfg.model.template)
         self.tok, self.n_visual = tok, n_visual
         self.target, self.prompt, self.max_length = d.target, d.caption_prompt, d.max_length
+        self.one_turn = d.turns == "one"
 
     @property
     def epoch(self) -> int:
@@ -50,10 +52,23 @@ class AnomShieldDecoder:
         if pixels.shape[0] != self.frames:
             raise ValueError(f"{out['key']}: got {pixels.shape[0]} frames, expected {self.frames}")
         turns = turns_from_annotation(out["annotation"], self.target, self.prompt)
+        if self.one_turn and len(turns) > 1:
+            turns = [one_turn(turns, sample_rng(self.media.seed, self.media.epoch, out["key"] + "#turn"))]
         ex = truncate(self.template(turns, self.tok, self.n_visual), self.max_length)
         return {"key": out["key"], "pixel_values": pixels.contiguous(),
                 "input_ids": torch.tensor(ex.input_ids), "labels": torch.tensor(ex.labels),
                 "annotation": out["annotation"]}
+
+
+def one_turn(turns: list[tuple[str, str]], rng: np.random.Generator) -> tuple[str, str]:
+    """One question/answer pair of a conversation, its question without the visual placeholder
+    (the template puts it first), as `vau infer` asks each question on its own.
+
+    Later answers of a multi-turn conversation can be read off earlier ones (a description names
+    the anomaly the next turn asks about); single pairs make every answer come from the frames.
+    """
+    question, answer = turns[int(rng.integers(len(turns)))]
+    return PLACEHOLDER.sub("", question).lstrip("\n"), answer
 
 
 def pad_collate(pad_id: int):

@@ -21,6 +21,11 @@ class AnomShieldTask(LLMTask):
         return AnomShield(self.cfg.model)
 
     def losses(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        if self.cfg.model.loss == "answer":
+            from vau.models.llm import answer_mean_loss
+
+            out = model(batch["input_ids"], batch["attention_mask"], None, batch["pixel_values"])
+            return {"loss": answer_mean_loss(out.logits, batch["labels"])}
         return {"loss": model(**{k: batch[k] for k in self.batch_keys}).loss}
 
     def validation_samples(self, model: nn.Module, batch: Mapping[str, Any], limit: int, *,
