@@ -22,6 +22,8 @@ class ClipVisionModelConfig(ModelConfig):
     """The CLIP vision tower (its ``select_layer`` features are the ones classified)."""
     pool: str = "max"
     """max or mean over all frames and patches of a clip (max: an anomaly is a small mark in some frames)."""
+    grid_pool: int = 1
+    """Average each frame's patch grid in grid_pool x grid_pool blocks first (AnomShield's ``model.pool``), so the features survive it."""
 
 
 @dataclass

@@ -21,7 +21,7 @@ class ClipVisionTask(Task):
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
-        return ClipClassifier(build_clip_vision(m.vision), len(self.cfg.data.classes), m.pool)
+        return ClipClassifier(build_clip_vision(m.vision), len(self.cfg.data.classes), m.pool, m.grid_pool)
 
     def losses(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         return {"loss": F.cross_entropy(model(batch["pixel_values"]), batch["label"])}
