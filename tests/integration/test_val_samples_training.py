@@ -117,9 +117,9 @@ def test_each_validation_logs_answers_for_the_same_first_clips(trained):
         logged = [r for r in rows if r["step"] == step]
         assert [[d[0], d[1], d[3], d[4], d[5]] for d in body["data"]] == \
             [[step, r["id"], r["question"], r["answer"], r["reference"]] for r in logged]
-        for d in body["data"]:  # the frame strip: the clip's 4 frames of 32 px, side by side
+        for d in body["data"]:  # the frame strip: 4 of the clip's frames of 64 px, side by side
             image = Image.open(table["files"][d[2]["path"]])
-            assert image.size == (4 * 32, 32) and len(set(image.getdata())) > 1
+            assert image.size == (4 * 64, 64) and len(set(image.getdata())) > 1
 
 
 def test_eval_of_the_exports_predictions_joins_the_training_runs_group(trained, tmp_path):

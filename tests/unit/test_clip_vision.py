@@ -39,9 +39,27 @@ def test_bad_settings_fail_in_one_line(override, message):
 
 def test_tower_sizes_are_the_tiny_anomshield_ones():
     # The demo's stages load this tower; their random-init twin (tests) must be the same model.
-    tower = yaml.safe_load((REPO / "conf" / "model" / "tiny_clip_vision.yaml").read_text())["vision"]
-    twin = yaml.safe_load((REPO / "conf" / "model" / "tiny_anomshield.yaml").read_text())["vision"]
-    assert tower == twin
+    clip = yaml.safe_load((REPO / "conf" / "model" / "tiny_clip_vision.yaml").read_text())
+    anomshield = yaml.safe_load((REPO / "conf" / "model" / "tiny_anomshield.yaml").read_text())
+    assert clip["vision"] == anomshield["vision"]
+    assert clip["grid_pool"] == anomshield["pool"]  # pretrained on the features as AnomShield pools them
+
+
+def test_grid_pool_averages_blocks_then_takes_the_max():
+    from vau.families.clip_vision.model import ClipClassifier
+    from vau.models.settings import VisionSection
+    from vau.models.vision import build_clip_vision
+
+    torch.manual_seed(0)
+    encoder = build_clip_vision(VisionSection(image_size=16, patch_size=4, hidden_size=8, intermediate_size=16,
+                                              num_hidden_layers=2, num_attention_heads=2)).eval()
+    model = ClipClassifier(encoder, 3, "max", grid_pool=2).eval()
+    x = torch.randn(2, 3, 3, 16, 16)  # 2 clips of 3 frames
+    with torch.no_grad():
+        patches = encoder(x.flatten(0, 1)).reshape(2, 3, 4, 4, 8)  # 4x4 grid, row-major
+        blocks = patches.reshape(2, 3, 2, 2, 2, 2, 8).mean((3, 5))  # 2x2 blocks of the grid
+        want = model.head(blocks.reshape(2, -1, 8).amax(1))
+        assert torch.allclose(model(x), want, atol=1e-5)
 
 
 def test_trains_scores_and_exports_a_clip_vision_model(tmp_path):

@@ -60,7 +60,7 @@ def test_batched_left_padded_generation_equals_one_by_one():
     model = AnomShieldModule(cfg).model.eval()
     tok = build_tokenizer(cfg.model.llm)
     questions = ["Why?", "<video>\nWhat is the result of the anomaly in this long question?", "When does it happen?"]
-    pixels = torch.randn(3, 4, 3, 32, 32)
+    pixels = torch.randn(3, 4, 3, 64, 64)
     batched = generate_batch(model, "mistral", tok, questions, pixels, {"max_new_tokens": 10})
     single = [generate_batch(model, "mistral", tok, [q], p[None], {"max_new_tokens": 10})[0]
               for q, p in zip(questions, pixels)]

@@ -12,6 +12,8 @@ HELP = ("AnomShield demo: synthetic data, tiny CLIP and LLM pretraining + stages
 
 STAGES = ("tiny/anomshield_vision", "tiny/anomshield_llm", "tiny/anomshield_stage1", "tiny/anomshield_stage2",
           "tiny/anomshield_stage3")
+SAMPLINGS = ("uniform", "hard_prompt")
+"""Frame selections the demo answers with (one table row each; ECVA Tab. VIII's "- hard prompt" is uniform)."""
 TASKS = ("detection", "classification", "timestamp", "description")
 """What the demo asks the held-out videos (conf/infer/tiny.yaml's questions; cause/result need a judge to score well)."""
 SUMMARY = (("detection", "accuracy", "Det. Acc"), ("classification", "accuracy", "Cls. Acc"),
@@ -60,20 +62,24 @@ def run(args: argparse.Namespace) -> int:
     assert run_dir is not None
     out = run_dir.parent / "tiny_anomshield_demo"
     shards = held_out(synth.shard_dir, args.eval_videos)
-    print(f"\n== vau infer infer=tiny model={run_dir} (hard prompt, {args.eval_videos} held-out videos)", flush=True)
-    infer = compose_tool_args(infer_schema, "infer", None, [
-        "infer=tiny", f"model={run_dir}", f"shards={shards}", f"out={out / 'infer'}", f"tasks=[{','.join(TASKS)}]",
-        "progress=false"])
-    predictions = run_infer(infer)
-    print(f"== vau eval predictions={predictions}", flush=True)
+    folders = []
+    for sampling in SAMPLINGS:
+        print(f"\n== vau infer infer=tiny sampling={sampling} model={run_dir} ({args.eval_videos} held-out videos)",
+              flush=True)
+        folders.append(out / f"infer_{sampling}")
+        run_infer(compose_tool_args(infer_schema, "infer", None, [
+            "infer=tiny", f"model={run_dir}", f"shards={shards}", f"out={folders[-1]}", f"sampling={sampling}",
+            f"tasks=[{','.join(TASKS)}]", "progress=false"]))
+    print("== vau eval", flush=True)
     results = evaluate(compose_tool_args(eval_schema, "eval", None, [
-        f"predictions=[{out / 'infer'}]", "names=[demo]", f"out={out / 'eval'}", "anomeval.enabled=false",
-        "wandb=disabled"]))
-    tasks = results["models"]["demo"]["tasks"]
-    print("\n| " + " | ".join(col for _, _, col in SUMMARY) + " |\n|" + "---|" * len(SUMMARY))
-    print("| " + " | ".join(f"{100 * tasks[t][m]:.1f}" if tasks.get(t, {}).get(m) is not None else "-"
-                            for t, m, _ in SUMMARY) + " |")
-    rows = [json.loads(line) for line in Path(predictions).read_text().splitlines() if line.strip()]
+        f"predictions=[{','.join(map(str, folders))}]", f"names=[{','.join(SAMPLINGS)}]", f"out={out / 'eval'}",
+        "anomeval.enabled=false", "wandb=disabled"]))
+    print("\n| frames | " + " | ".join(col for _, _, col in SUMMARY) + " |\n|---|" + "---|" * len(SUMMARY))
+    for sampling in SAMPLINGS:
+        tasks = results["models"][sampling]["tasks"]
+        print(f"| {sampling} | " + " | ".join(f"{100 * tasks[t][m]:.1f}" if tasks.get(t, {}).get(m) is not None
+                                             else "-" for t, m, _ in SUMMARY) + " |")
+    rows = [json.loads(line) for line in (folders[0] / "predictions.jsonl").read_text().splitlines() if line.strip()]
     for r in [r for r in rows if r.get("task") in ("detection", "classification")][:args.samples]:
         print(f"\n[{r['id']}] Q: {r['prompt'].replace(chr(10), ' ')}\n  truth:  {r.get('reference')}\n"
               f"  model:  {r['answer']}")
