@@ -189,6 +189,21 @@ class SampleDecoder:
         return out
 
 
+class MediaWrapper:
+    """Base of a family's decoder that wraps a :class:`SampleDecoder` as ``self.media``: the
+    stream sets ``epoch`` on the decoder it is given, and it must reach the media decoder."""
+
+    media: SampleDecoder
+
+    @property
+    def epoch(self) -> int:
+        return self.media.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.media.epoch = value  # per-sample frame randomness follows the stream's epoch
+
+
 def collate(samples: list[dict]) -> dict[str, Any]:
     """Batches decoded samples: equal-shape tensors are stacked, everything else listed.
 

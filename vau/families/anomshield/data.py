@@ -9,12 +9,12 @@ import torch
 
 from vau.constants import IGNORE_INDEX
 from vau.data.text.conversation import PLACEHOLDER, TEMPLATES, truncate, turns_from_annotation
-from vau.data.media.decode import SampleDecoder, sample_rng
+from vau.data.media.decode import MediaWrapper, SampleDecoder, sample_rng
 from vau.data.loading.shard_datamodule import ShardDataModule
 from vau.data.text.tokenizer import Tokenizer, build_tokenizer
 
 
-class AnomShieldDecoder:
+class AnomShieldDecoder(MediaWrapper):
     """Raw sample -> ``pixel_values [T, 3, S, S]``, ``input_ids``, ``labels``.
 
     Images become ``T``-frame clips by repetition (as the ECVA reference does), so images and
@@ -32,14 +32,6 @@ class AnomShieldDecoder:
         self.tok, self.n_visual = tok, n_visual
         self.target, self.prompt, self.max_length = d.target, d.caption_prompt, d.max_length
         self.one_turn = d.turns == "one"
-
-    @property
-    def epoch(self) -> int:
-        return self.media.epoch
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self.media.epoch = value  # per-sample frame randomness follows the stream's epoch
 
     def __call__(self, sample: dict) -> dict[str, Any]:
         out = self.media(sample)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from vau.data.loading.shard_datamodule import ShardDataModule
-from vau.data.media.decode import SampleDecoder
+from vau.data.media.decode import MediaWrapper, SampleDecoder
 
 
 def clip_label(annotation: dict, classes: list[str], normal: str) -> int:
@@ -25,21 +25,13 @@ def clip_label(annotation: dict, classes: list[str], normal: str) -> int:
     return classes.index(name)
 
 
-class ClipVisionDecoder:
+class ClipVisionDecoder(MediaWrapper):
     """Raw sample -> ``key``, ``pixel_values [T, 3, S, S]`` (an image repeated to T frames), ``label``."""
 
     def __init__(self, cfg: Any, train: bool) -> None:
         d = cfg.data
         self.media = SampleDecoder(d.decode, train=train, seed=cfg.run.seed, need_media=True)
         self.classes, self.normal, self.frames = list(d.classes), d.normal, d.decode.frames
-
-    @property
-    def epoch(self) -> int:
-        return self.media.epoch
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self.media.epoch = value  # per-sample frame randomness follows the stream's epoch
 
     def __call__(self, sample: dict) -> dict[str, Any]:
         out = self.media(sample)
