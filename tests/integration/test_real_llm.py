@@ -46,7 +46,7 @@ def test_real_lm_in_anomshield_trains_lora_and_generates():
     assert "Paris" in hf.decode(out[0, prompt["input_ids"].shape[1]:])
 
     # LoRA (+ connector, projector, vision) learn one clip's answer; the base stays frozen.
-    frames = torch.randn(1, cfg.data.decode.frames, 3, 32, 32)
+    frames = torch.randn(1, cfg.data.decode.frames, 3, cfg.data.decode.size, cfg.data.decode.size)
     n_visual = model.tokens_per_frame * frames.shape[1]
     ex = mistral([("<video>\nWhat happens?", "A red circle falls.")], tok, n_visual)
     ids, labels = torch.tensor([ex.input_ids]), torch.tensor([ex.labels])
