@@ -166,6 +166,7 @@ def test_zero3_generates_on_every_rank_in_lockstep_and_rank_0_logs(trained, tmp_
     run_vau(tmp_path / "runs", "train", "experiment=tiny/anomshield_stage3", "trainer=deepspeed_zero3",
             f"trainer.deepspeed.config={tmp_path / 'zero3.json'}",
             "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true", f"data.root={cfg.data.root}",
+            "data.batch_size=2",  # 2 ranks x 2: the 4 training videos are one global batch
             f"run.dir={run}", "model.llm.pretrained=null", "model.vision.pretrained=null", "init_from=null", "trainer.max_steps=2",
             "trainer.val_check_interval=2", "optim.total_steps=2", "ckpt.every_n_steps=2", "logger.wandb.mode=disabled",
             f"logger.val_samples={SAMPLES}", f"logger.val_samples_max_new_tokens={TOKENS}", "trainer.progress_bar=none")
