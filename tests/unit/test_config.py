@@ -112,7 +112,10 @@ def test_every_group_file_composes(group, name):
     cfg = compose([f"experiment={base}", f"{group}={name}"])
     exp = yaml.safe_load((REPO_CONF / "experiment" / f"{base}.yaml").read_text())
     exp.pop("defaults")
-    exp_keys = dict(_leaves(exp))
+    # The experiment's values resolved in the composed config's context (`${data.root}`, `${oc.env:...}`).
+    resolved = OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(to_container(cfg)), exp), resolve=True)
+    exp_keys = {key: _select(OmegaConf.create(resolved), key) for key, _ in _leaves(exp)}
+    exp_keys = {k: to_container(v) if OmegaConf.is_config(v) else v for k, v in exp_keys.items()}
     raw = yaml.safe_load((REPO_CONF / group / f"{name}.yaml").read_text()) or {}
     # Resolved under its group key, so `${data.root}`-style interpolations find their target.
     # The schema's data.root stands in for `${data.root}` (the group files leave it to the schema).
